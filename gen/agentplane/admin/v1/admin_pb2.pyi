@@ -1,0 +1,107 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateUserRequest(_message.Message):
+    __slots__ = ("username", "email", "role")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    email: str
+    role: str
+    def __init__(self, username: _Optional[str] = ..., email: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class CreateUserResponse(_message.Message):
+    __slots__ = ("id", "username", "email", "api_key", "role")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    username: str
+    email: str
+    api_key: str
+    role: str
+    def __init__(self, id: _Optional[str] = ..., username: _Optional[str] = ..., email: _Optional[str] = ..., api_key: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    def __init__(self, user: _Optional[str] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("api_key",)
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    def __init__(self, api_key: _Optional[str] = ...) -> None: ...
+
+class CreateWorkspaceRequest(_message.Message):
+    __slots__ = ("owner", "name", "spec_json")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    name: str
+    spec_json: str
+    def __init__(self, owner: _Optional[str] = ..., name: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class CreateWorkspaceResponse(_message.Message):
+    __slots__ = ("build",)
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: Build
+    def __init__(self, build: _Optional[_Union[Build, _Mapping]] = ...) -> None: ...
+
+class BuildWorkspaceRequest(_message.Message):
+    __slots__ = ("owner", "name", "spec_json", "transition")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    name: str
+    spec_json: str
+    transition: str
+    def __init__(self, owner: _Optional[str] = ..., name: _Optional[str] = ..., spec_json: _Optional[str] = ..., transition: _Optional[str] = ...) -> None: ...
+
+class BuildWorkspaceResponse(_message.Message):
+    __slots__ = ("build",)
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: Build
+    def __init__(self, build: _Optional[_Union[Build, _Mapping]] = ...) -> None: ...
+
+class Build(_message.Message):
+    __slots__ = ("workspace_id", "build_id", "build_number", "transition", "agents")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    BUILD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    build_id: str
+    build_number: int
+    transition: str
+    agents: _containers.RepeatedCompositeFieldContainer[ProvisionedAgent]
+    def __init__(self, workspace_id: _Optional[str] = ..., build_id: _Optional[str] = ..., build_number: _Optional[int] = ..., transition: _Optional[str] = ..., agents: _Optional[_Iterable[_Union[ProvisionedAgent, _Mapping]]] = ...) -> None: ...
+
+class ProvisionedAgent(_message.Message):
+    __slots__ = ("id", "name", "resource_id", "parent_id", "auth_token", "auth_instance_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AUTH_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    resource_id: str
+    parent_id: str
+    auth_token: str
+    auth_instance_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., resource_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., auth_token: _Optional[str] = ..., auth_instance_id: _Optional[str] = ...) -> None: ...
