@@ -1,0 +1,132 @@
+"""Settings: one frozen object for the whole process.
+
+Precedence is flags > environment (``AGENTPLANE_*``) > defaults. Every flag of
+``agentplane server`` has an environment twin named after it, e.g.
+``--grpc-address`` and ``AGENTPLANE_GRPC_ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HTTP_ADDRESS = "127.0.0.1:3000"
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:3001"
+# Coder's httpapi body cap; larger bodies are refused with 413.
+DEFAULT_MAX_BODY_BYTES = 4 << 20
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agentplane"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    http_address: str = DEFAULT_HTTP_ADDRESS
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    # Empty means SQLite in the data directory.
+    database_url: str = ""
+    derp_config: Path | None = None
+    # The facade reaches the core here; empty means a Unix socket in data_dir.
+    core_address: str = ""
+    admin_token: str = ""
+    access_url: str = ""
+    hostname_suffix: str = "coder"
+    disable_direct_connections: bool = False
+    derp_force_websockets: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Coder's AgentInactiveDisconnectTimeout (2 x the 15 s connection update).
+    agent_inactive_timeout_seconds: int = 30
+    facade_threads: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("http_address", "grpc_address"):
+            value = getattr(self, name)
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise SettingsError(f"{name} must be HOST:PORT, got {value!r}")
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")
+        ):
+            raise SettingsError(
+                f"database_url must be sqlite:///PATH or postgresql://..., got {self.database_url!r}"
+            )
+        if self.max_body_bytes <= 0:
+            raise SettingsError("max_body_bytes must be positive")
+        if self.facade_threads <= 0:
+            raise SettingsError("facade_threads must be positive")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'agentplane.db'}"
+
+    @property
+    def effective_core_address(self) -> str:
+        if self.core_address:
+            return self.core_address
+        return f"unix:{self.data_dir / 'core.sock'}"
+
+    @property
+    def effective_access_url(self) -> str:
+        return (self.access_url or f"http://{self.http_address}").rstrip("/")
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin-token"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    if raw is None:
+        return None
+    kind = _FIELDS[name].type
+    if not isinstance(raw, str):
+        return raw
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name} must be a boolean, got {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if kind in ("Path", "Path | None"):
+        return Path(raw).expanduser() if raw else None
+    return raw
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Builds Settings from flags (None = not given) over AGENTPLANE_* env."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        env_value = environ.get(f"AGENTPLANE_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(name, env_value)
+    for name, value in (flags or {}).items():
+        if name not in _FIELDS:
+            raise SettingsError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _coerce(name, value)
+    if values.get("data_dir") is None:
+        values.pop("data_dir", None)
+    return Settings(**values)

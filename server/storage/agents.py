@@ -1,0 +1,143 @@
+"""Workspace agents: the table and the lookups every agent-facing call starts with."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from server.storage.types import json_column, new_id, required_timestamp, utc_timestamp
+from server.storage.workspaces import (
+    Workspace,
+    WorkspaceBuild,
+    WorkspaceResource,
+    latest_build_number_subquery,
+)
+
+LIFECYCLE_STATES = (
+    "created",
+    "starting",
+    "start_timeout",
+    "start_error",
+    "ready",
+    "shutting_down",
+    "shutdown_timeout",
+    "shutdown_error",
+    "off",
+)
+AUTH_TOKEN = "token"
+AUTH_KINDS = (
+    AUTH_TOKEN,
+    "aws-instance-identity",
+    "azure-instance-identity",
+    "google-instance-identity",
+)
+
+
+class WorkspaceAgent(SQLModel, table=True):
+    __tablename__ = "workspace_agents"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    created_at: dt.datetime = required_timestamp()
+    updated_at: dt.datetime = required_timestamp()
+    name: str = Field(max_length=64)
+    resource_id: uuid.UUID = Field(
+        foreign_key="workspace_resources.id", index=True, ondelete="CASCADE"
+    )
+    # Set for sub-agents (devcontainer children); they share the parent's resource.
+    parent_id: uuid.UUID | None = Field(
+        default=None, foreign_key="workspace_agents.id", index=True, ondelete="CASCADE"
+    )
+    auth_kind: str = Field(default=AUTH_TOKEN, max_length=32)
+    # sha256 hex of the agent token; the token itself is never stored.
+    auth_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    auth_instance_id: str | None = Field(default=None, max_length=255, index=True)
+    architecture: str = Field(default="", max_length=64)
+    operating_system: str = Field(default="", max_length=64)
+    environment_variables: dict[str, str] = json_column(dict)
+    directory: str = Field(default="", sa_type=sa.Text)
+    expanded_directory: str = Field(default="", sa_type=sa.Text)
+    version: str = Field(default="", max_length=128)
+    api_version: str = Field(default="", max_length=32)
+    subsystems: list[str] = json_column(list)
+    first_connected_at: dt.datetime | None = utc_timestamp()
+    last_connected_at: dt.datetime | None = utc_timestamp()
+    disconnected_at: dt.datetime | None = utc_timestamp()
+    last_connected_replica_id: uuid.UUID | None = Field(default=None)
+    connection_timeout_seconds: int = Field(default=120)
+    troubleshooting_url: str = Field(default="", sa_type=sa.Text)
+    motd_file: str = Field(default="", sa_type=sa.Text)
+    display_apps: list[str] = json_column(list)
+    display_order: int = Field(default=0)
+    lifecycle_state: str = Field(default="created", max_length=32)
+    started_at: dt.datetime | None = utc_timestamp()
+    ready_at: dt.datetime | None = utc_timestamp()
+    logs_length: int = Field(default=0)
+    logs_overflowed: bool = Field(default=False)
+    deleted: bool = Field(default=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentInWorkspace:
+    """An agent with the rows that decide who may see or act as it."""
+
+    agent: WorkspaceAgent
+    resource: WorkspaceResource
+    build: WorkspaceBuild
+    workspace: Workspace
+
+
+def _agent_context_query() -> Any:
+    return (
+        select(WorkspaceAgent, WorkspaceResource, WorkspaceBuild, Workspace)
+        .join(WorkspaceResource, col(WorkspaceResource.id) == WorkspaceAgent.resource_id)
+        .join(WorkspaceBuild, col(WorkspaceBuild.id) == WorkspaceResource.build_id)
+        .join(Workspace, col(Workspace.id) == WorkspaceBuild.workspace_id)
+    )
+
+
+def get_agent_in_workspace(session: Session, *, agent_id: uuid.UUID) -> AgentInWorkspace | None:
+    row = session.exec(
+        _agent_context_query().where(WorkspaceAgent.id == agent_id, ~col(WorkspaceAgent.deleted))
+    ).first()
+    return AgentInWorkspace(*row) if row else None
+
+
+def get_authenticated_agent_by_token_hash(
+    session: Session, *, token_hash: str
+) -> AgentInWorkspace | None:
+    """The agent owning this token, if it may still act: its workspace is not
+    deleted and its build is the workspace's latest (an older build's agent is
+    rejected, as in Coder)."""
+    row = session.exec(
+        _agent_context_query().where(
+            WorkspaceAgent.auth_token_hash == token_hash,
+            ~col(WorkspaceAgent.deleted),
+            ~col(Workspace.deleted),
+            WorkspaceBuild.build_number == latest_build_number_subquery(),
+        )
+    ).first()
+    return AgentInWorkspace(*row) if row else None
+
+
+def get_agent_by_token_hash(session: Session, *, token_hash: str) -> AgentInWorkspace | None:
+    """Any agent with this token, latest build or not (to explain a rejection)."""
+    row = session.exec(
+        _agent_context_query().where(WorkspaceAgent.auth_token_hash == token_hash)
+    ).first()
+    return AgentInWorkspace(*row) if row else None
+
+
+def list_agents_by_build(session: Session, *, build_id: uuid.UUID) -> list[WorkspaceAgent]:
+    return list(
+        session.exec(
+            select(WorkspaceAgent)
+            .join(WorkspaceResource, col(WorkspaceResource.id) == WorkspaceAgent.resource_id)
+            .where(WorkspaceResource.build_id == build_id)
+            .order_by(col(WorkspaceAgent.display_order), col(WorkspaceAgent.name))
+        ).all()
+    )

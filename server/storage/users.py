@@ -1,0 +1,79 @@
+"""Users, their API keys and git SSH keys: tables and queries.
+
+API keys follow Coder's format ``<10-char id>-<22-char secret>``; only
+sha256(secret) is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
+from server.storage.types import new_id, required_timestamp, utc_timestamp
+
+ROLE_MEMBER = "member"
+ROLE_OWNER = "owner"
+ROLES = (ROLE_MEMBER, ROLE_OWNER)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    email: str = Field(default="", max_length=255)
+    role: str = Field(default=ROLE_MEMBER, max_length=16)
+    created_at: dt.datetime = required_timestamp()
+    updated_at: dt.datetime = required_timestamp()
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=10)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
+    hashed_secret: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: dt.datetime = required_timestamp()
+    last_used_at: dt.datetime | None = utc_timestamp()
+    expires_at: dt.datetime | None = utc_timestamp()
+
+
+class GitSSHKey(SQLModel, table=True):
+    __tablename__ = "gitsshkeys"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
+    private_key: str = Field(sa_type=sa.Text)
+    public_key: str = Field(sa_type=sa.Text)
+    created_at: dt.datetime = required_timestamp()
+    updated_at: dt.datetime = required_timestamp()
+
+
+def insert_user(session: Session, *, user: User, ssh_key: GitSSHKey) -> User:
+    session.add(user)
+    session.flush()
+    session.add(ssh_key)
+    return user
+
+
+def get_user_by_id(session: Session, *, user_id: uuid.UUID) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_username(session: Session, *, username: str) -> User | None:
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def insert_api_key(session: Session, *, key: ApiKey) -> ApiKey:
+    session.add(key)
+    return key
+
+
+def get_api_key_by_id(session: Session, *, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def get_gitsshkey(session: Session, *, user_id: uuid.UUID) -> GitSSHKey | None:
+    return session.get(GitSSHKey, user_id)
