@@ -1,0 +1,67 @@
+"""The REST facade: Coder's documented ``/api/v2`` routes, served by calling
+the core over gRPC. ``create_app(settings, client=None)`` is the factory."""
+
+from __future__ import annotations
+
+import grpc
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from rest_facade.core import CoreClient
+from rest_facade.errors import error_response, rpc_error_response
+from server.config import Settings
+
+CORE_EXTENSION = "agentplane.core"
+
+
+def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
+    from rest_facade.routes import agents, connection, gitsshkey, manifest
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = True  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+    app.extensions[CORE_EXTENSION] = client or CoreClient(settings.effective_core_address)
+    app.extensions["agentplane.settings"] = settings
+    for module in (manifest, gitsshkey, connection, agents):
+        app.register_blueprint(module.bp, url_prefix="/api/v2")
+
+    @app.before_request
+    def _limit_body() -> Response | None:
+        # Refuse oversized bodies up front, whether or not the route reads one.
+        length = request.content_length
+        if length is not None and length > settings.max_body_bytes:
+            return _too_large(None)
+        return None
+
+    @app.errorhandler(grpc.RpcError)
+    def _rpc_error(err: grpc.RpcError) -> Response:
+        return rpc_error_response(err)
+
+    @app.errorhandler(404)
+    def _not_found(_err: HTTPException) -> Response:
+        return error_response(404, "Route not found.")
+
+    @app.errorhandler(405)
+    def _method(_err: HTTPException) -> Response:
+        return error_response(405, "Method not allowed.")
+
+    @app.errorhandler(413)
+    def _too_large(_err: HTTPException | None) -> Response:
+        return error_response(
+            413,
+            "Request body too large.",
+            detail=f"The body exceeds the {settings.max_body_bytes}-byte limit.",
+        )
+
+    @app.get("/healthz")
+    def _healthz() -> Response:
+        return Response(json.dumps({"status": "ok"}), mimetype="application/json")
+
+    return app
+
+
+def core() -> CoreClient:
+    from flask import current_app
+
+    return current_app.extensions[CORE_EXTENSION]

@@ -1,0 +1,73 @@
+"""Coder's JSON conventions: RFC 3339 times like Go's encoder, UUIDs as
+strings, durations in nanoseconds, DERP maps in tailcfg's camelCase."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+NANOS_PER_SECOND = 1_000_000_000
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """Go's RFC3339Nano in UTC: trailing fractional zeros trimmed, 'Z' zone."""
+    value = value.astimezone(dt.UTC)
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        base += f".{value.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def timestamp(msg: Any, field: str) -> str | None:
+    if not msg.HasField(field):
+        return None
+    ts: timestamp_pb2.Timestamp = getattr(msg, field)
+    return rfc3339(ts.ToDatetime(tzinfo=dt.UTC))
+
+
+def duration_ns(d: duration_pb2.Duration) -> int:
+    return d.seconds * NANOS_PER_SECOND + d.nanos
+
+
+def duration_seconds(d: duration_pb2.Duration) -> int:
+    return d.seconds
+
+
+def derp_map(msg: Any) -> dict[str, Any]:
+    """coder.tailnet.v2.DERPMap -> tailcfg.DERPMap JSON (Go omits empty fields)."""
+    out: dict[str, Any] = {}
+    if msg.HasField("home_params") and msg.home_params.region_score:
+        out["homeParams"] = {
+            "regionScore": {str(k): v for k, v in sorted(msg.home_params.region_score.items())}
+        }
+    regions: dict[str, Any] = {}
+    for region_id in sorted(msg.regions):
+        region = msg.regions[region_id]
+        item: dict[str, Any] = {}
+        if region.embedded_relay:
+            item["embeddedRelay"] = True
+        item["regionID"] = region.region_id
+        item["regionCode"] = region.region_code
+        item["regionName"] = region.region_name
+        if region.avoid:
+            item["avoid"] = True
+        nodes = []
+        for node in region.nodes:
+            n: dict[str, Any] = {"name": node.name, "regionID": node.region_id,
+                                 "hostName": node.host_name}
+            for field, key in (
+                ("cert_name", "certName"), ("ipv4", "ipv4"), ("ipv6", "ipv6"),
+                ("stun_port", "stunport"), ("stun_only", "stunonly"), ("derp_port", "derpport"),
+                ("insecure_for_tests", "insecureForTests"), ("force_http", "forceHTTP"),
+                ("stun_test_ip", "stuntestIP"), ("can_port_80", "canPort80"),
+            ):
+                value = getattr(node, field)
+                if value:
+                    n[key] = value
+            nodes.append(n)
+        item["nodes"] = nodes
+        regions[str(region_id)] = item
+    out["regions"] = regions
+    return out

@@ -1,0 +1,68 @@
+"""The facade's channel to the core: lazily opened (after gunicorn forks),
+one per process, with a deadline on every call and the caller's token passed
+through as ``coder-session-token`` metadata."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from agentplane.me.v1 import me_pb2_grpc
+from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc
+from coder.agent.v2 import agent_pb2_grpc
+
+T = TypeVar("T")
+
+# Unary calls answer in milliseconds; the deadline only bounds a stuck core.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+SESSION_TOKEN_METADATA = "coder-session-token"
+
+
+class CoreClient:
+    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stubs: dict[type, Any] = {}
+
+    def _stub(self, factory: Callable[[grpc.Channel], T]) -> T:
+        stub = self._stubs.get(factory)  # type: ignore[call-overload]
+        if stub is not None:
+            return stub
+        with self._lock:
+            if self._channel is None:
+                self._channel = grpc.insecure_channel(
+                    self.address,
+                    options=[
+                        ("grpc.max_receive_message_length", 4 << 20),
+                        ("grpc.max_send_message_length", 4 << 20),
+                    ],
+                )
+            stub = self._stubs.setdefault(factory, factory(self._channel))  # type: ignore[call-overload]
+        return stub
+
+    @property
+    def agent(self) -> agent_pb2_grpc.AgentStub:
+        return self._stub(agent_pb2_grpc.AgentStub)
+
+    @property
+    def workspace_agents(self) -> workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub:
+        return self._stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
+
+    @property
+    def me(self) -> me_pb2_grpc.MeServiceStub:
+        return self._stub(me_pb2_grpc.MeServiceStub)
+
+    def call(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
+        metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
+        return method(request, metadata=metadata, timeout=self.timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = None
+            self._stubs.clear()

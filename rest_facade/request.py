@@ -1,0 +1,39 @@
+"""Reading a request the way coderd does: where the session token comes
+from, and JSON bodies with Coder's 400 on invalid JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import abort, request
+
+from rest_facade.errors import error_response
+
+SESSION_COOKIE = "coder_session_token"
+SESSION_HEADER = "Coder-Session-Token"
+
+
+def session_token() -> str | None:
+    """Coder's precedence: cookie, query parameter, header, then Bearer."""
+    token = request.cookies.get(SESSION_COOKIE) or request.args.get(SESSION_COOKIE)
+    if token:
+        return token
+    token = request.headers.get(SESSION_HEADER)
+    if token:
+        return token
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def read_json() -> Any:
+    """The decoded body, or a 400 in Coder's envelope."""
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        abort(
+            error_response(400, "Request body must be valid JSON.", detail=str(err)),
+        )

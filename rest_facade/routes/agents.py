@@ -1,0 +1,134 @@
+"""``GET /api/v2/workspaceagents/{id}`` <-> WorkspaceAgentsService/GetWorkspaceAgent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+from flask import Blueprint, jsonify
+
+from rest_facade import core
+from rest_facade.coderjson import NANOS_PER_SECOND, timestamp
+from rest_facade.request import session_token
+
+bp = Blueprint("agents", __name__)
+
+
+def app_json(app: pb.App) -> dict[str, Any]:
+    return {
+        "command": app.command,
+        "display_name": app.display_name,
+        "external": app.external,
+        "group": app.group,
+        "health": app.health,
+        "healthcheck": {
+            "interval": app.healthcheck.interval,
+            "threshold": app.healthcheck.threshold,
+            "url": app.healthcheck.url,
+        },
+        "hidden": app.hidden,
+        "icon": app.icon,
+        "id": app.id,
+        "open_in": app.open_in,
+        "sharing_level": app.sharing_level,
+        "slug": app.slug,
+        "statuses": [
+            {
+                "agent_id": s.agent_id,
+                "app_id": s.app_id,
+                "created_at": timestamp(s, "created_at"),
+                # Still in the newest seed's JSON; Coder no longer stores them.
+                "icon": "",
+                "id": s.id,
+                "message": s.message,
+                "needs_user_attention": False,
+                "state": s.state,
+                "uri": s.uri,
+                "workspace_id": s.workspace_id,
+            }
+            for s in app.statuses
+        ],
+        "subdomain": app.subdomain,
+        "subdomain_name": app.subdomain_name,
+        "tooltip": app.tooltip,
+        "url": app.url,
+    }
+
+
+def agent_json(agent: pb.WorkspaceAgent) -> dict[str, Any]:
+    """codersdk.WorkspaceAgent, every key of the newest seed. Unset times are
+    null (Go's omitempty would drop them; null decodes the same in Coder's
+    clients and keeps the shape stable)."""
+    return {
+        "api_version": agent.api_version,
+        "apps": [app_json(a) for a in agent.apps],
+        "architecture": agent.architecture,
+        "connection_timeout_seconds": agent.connection_timeout_seconds,
+        "created_at": timestamp(agent, "created_at"),
+        "directory": agent.directory,
+        "disconnected_at": timestamp(agent, "disconnected_at"),
+        "display_apps": list(agent.display_apps),
+        "environment_variables": dict(agent.environment_variables),
+        "expanded_directory": agent.expanded_directory,
+        "first_connected_at": timestamp(agent, "first_connected_at"),
+        "health": {"healthy": agent.health.healthy, "reason": agent.health.reason},
+        "id": agent.id,
+        "instance_id": agent.instance_id,
+        "last_connected_at": timestamp(agent, "last_connected_at"),
+        "latency": {
+            name: {"latency_ms": lat.latency_ms, "preferred": lat.preferred}
+            for name, lat in agent.latency.items()
+        },
+        "lifecycle_state": agent.lifecycle_state,
+        "log_sources": [
+            {
+                "created_at": timestamp(s, "created_at"),
+                "display_name": s.display_name,
+                "icon": s.icon,
+                "id": s.id,
+                "workspace_agent_id": s.workspace_agent_id,
+            }
+            for s in agent.log_sources
+        ],
+        "logs_length": agent.logs_length,
+        "logs_overflowed": agent.logs_overflowed,
+        "name": agent.name,
+        "operating_system": agent.operating_system,
+        # Coder's uuid.NullUUID marshals as the UUID string or null.
+        "parent_id": agent.parent_id if agent.HasField("parent_id") else None,
+        "ready_at": timestamp(agent, "ready_at"),
+        "resource_id": agent.resource_id,
+        "scripts": [
+            {
+                "cron": s.cron,
+                "display_name": s.display_name,
+                "id": s.id,
+                "log_path": s.log_path,
+                "log_source_id": s.log_source_id,
+                "run_on_start": s.run_on_start,
+                "run_on_stop": s.run_on_stop,
+                "script": s.script,
+                "start_blocks_login": s.start_blocks_login,
+                # Go time.Duration: nanoseconds.
+                "timeout": s.timeout_seconds * NANOS_PER_SECOND,
+            }
+            for s in agent.scripts
+        ],
+        "started_at": timestamp(agent, "started_at"),
+        "startup_script_behavior": agent.startup_script_behavior,
+        "status": agent.status,
+        "subsystems": list(agent.subsystems),
+        "troubleshooting_url": agent.troubleshooting_url,
+        "updated_at": timestamp(agent, "updated_at"),
+        "version": agent.version,
+    }
+
+
+@bp.get("/workspaceagents/<agent_id>")
+def get_workspace_agent(agent_id: str) -> Any:
+    resp = core().call(
+        core().workspace_agents.GetWorkspaceAgent,
+        pb.GetWorkspaceAgentRequest(id=agent_id),
+        token=session_token(),
+    )
+    return jsonify(agent_json(resp.agent))

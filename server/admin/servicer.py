@@ -1,0 +1,77 @@
+"""The ``agentplane.admin.v1.AdminService`` servicer: check the admin token,
+then provision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentplane.admin.v1 import admin_pb2 as pb
+from agentplane.admin.v1 import admin_pb2_grpc as pb_grpc
+
+from server.admin import users, workspaces
+from server.auth import Authenticator
+from server.clock import Clock
+from server.errors import map_servicer_errors
+from server.storage.db import Database
+
+
+def build_message(result: workspaces.BuildResult) -> pb.Build:
+    msg = pb.Build(
+        workspace_id=str(result.workspace_id),
+        build_id=str(result.build_id),
+        build_number=result.build_number,
+        transition=result.transition,
+    )
+    for agent in result.agents:
+        item = msg.agents.add(id=str(agent.id), name=agent.name, resource_id=str(agent.resource_id))
+        if agent.parent_id is not None:
+            item.parent_id = str(agent.parent_id)
+        if agent.auth_token is not None:
+            item.auth_token = agent.auth_token
+        if agent.auth_instance_id is not None:
+            item.auth_instance_id = agent.auth_instance_id
+    return msg
+
+
+@map_servicer_errors
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    def __init__(self, *, db: Database, clock: Clock, auth: Authenticator) -> None:
+        self._db = db
+        self._clock = clock
+        self._auth = auth
+
+    async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        created = users.create_user(
+            self._db, self._clock, username=request.username, email=request.email,
+            role=request.role,
+        )
+        return pb.CreateUserResponse(
+            id=str(created.user.id),
+            username=created.user.username,
+            email=created.user.email,
+            api_key=created.api_key,
+            role=created.user.role,
+        )
+
+    async def CreateToken(self, request: pb.CreateTokenRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        return pb.CreateTokenResponse(
+            api_key=users.create_token(self._db, self._clock, user_ref=request.user)
+        )
+
+    async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        result = workspaces.create_workspace(
+            self._db, self._clock, owner_ref=request.owner, name=request.name,
+            spec_json=request.spec_json,
+        )
+        return pb.CreateWorkspaceResponse(build=build_message(result))
+
+    async def BuildWorkspace(self, request: pb.BuildWorkspaceRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        result = workspaces.build_workspace(
+            self._db, self._clock, owner_ref=request.owner, name=request.name,
+            spec_json=request.spec_json, transition=request.transition,
+        )
+        return pb.BuildWorkspaceResponse(build=build_message(result))

@@ -1,0 +1,102 @@
+"""Assembles the gRPC core: ``create_server`` wires every servicer to one
+store and clock; ``serve`` (in server/cli.py) runs it beside the facade."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.me.v1 import me_pb2, me_pb2_grpc
+from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents_pb2_grpc
+from coder.agent.v2 import agent_pb2, agent_pb2_grpc
+from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.admin.servicer import AdminServicer
+from server.agentapi.servicer import AgentServicer
+from server.auth import Authenticator
+from server.clock import Clock
+from server.config import Settings
+from server.me.servicer import MeServicer
+from server.storage.db import Database
+from server.tailnet.derpmap import DERPMapSource
+from server.tailnet.servicer import TailnetServicer
+from server.workspaceagents.servicer import WorkspaceAgentsServicer
+
+# Coder's agent read limit is 4 MiB; gRPC's default receive cap matches it.
+MAX_MESSAGE_BYTES = 4 << 20
+
+SERVICE_NAMES = (
+    agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name,
+    tailnet_pb2.DESCRIPTOR.services_by_name["Tailnet"].full_name,
+    workspace_agents_pb2.DESCRIPTOR.services_by_name["WorkspaceAgentsService"].full_name,
+    me_pb2.DESCRIPTOR.services_by_name["MeService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+@dataclasses.dataclass
+class Core:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    # address as asked -> port actually bound (port 0 resolves here).
+    ports: dict[str, int]
+
+
+def create_server(
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    *,
+    admin_token: str,
+    listen: tuple[str, ...],
+) -> Core:
+    """Builds (but does not start) the core listening on each address."""
+    auth = Authenticator(db=db, clock=clock, admin_token=admin_token)
+    derp = DERPMapSource(
+        db, clock,
+        access_url=settings.effective_access_url,
+        disable_direct=settings.disable_direct_connections,
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    agent_pb2_grpc.add_AgentServicer_to_server(
+        AgentServicer(db=db, settings=settings, auth=auth, derp=derp), server
+    )
+    tailnet_pb2_grpc.add_TailnetServicer_to_server(TailnetServicer(), server)
+    workspace_agents_pb2_grpc.add_WorkspaceAgentsServiceServicer_to_server(
+        WorkspaceAgentsServicer(db=db, clock=clock, settings=settings, auth=auth, derp=derp),
+        server,
+    )
+    me_pb2_grpc.add_MeServiceServicer_to_server(MeServicer(db=db, auth=auth), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(db=db, clock=clock, auth=auth), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    ports = {address: server.add_insecure_port(address) for address in listen}
+    return Core(server=server, health=health_servicer, ports=ports)
+
+
+async def mark_serving(core: Core) -> None:
+    await core.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in SERVICE_NAMES:
+        await core.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def mark_not_serving(core: Core) -> None:
+    await core.health.enter_graceful_shutdown()

@@ -1,0 +1,164 @@
+"""Who is calling: user API keys, agent tokens and the admin token.
+
+This module is the only reader of gRPC invocation metadata. Every RPC resolves
+its caller here first, with Coder's 401 messages for each failure.
+
+* Users send ``coder-session-token: <10-char id>-<22-char secret>``; only
+  sha256(secret) is stored and compared in constant time.
+* Agents send ``coder-session-token: <agent token UUID>``; only sha256(token)
+  is stored. A token is valid while its agent belongs to the latest build of
+  a workspace that is not deleted.
+* Provisioning sends ``authorization: Bearer <admin token>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from server.clock import Clock, as_utc
+from server.errors import PermissionDenied, Unauthenticated
+from server.storage import agents as agent_store
+from server.storage import users as user_store
+from server.storage.agents import AgentInWorkspace
+from server.storage.db import Database
+
+SESSION_TOKEN_METADATA = "coder-session-token"
+AUTHORIZATION_METADATA = "authorization"
+# The REST facade forwards the token's source so 401s can name it like Coder.
+SESSION_COOKIE = "coder_session_token"
+
+API_KEY_ID_LENGTH = 10
+API_KEY_SECRET_LENGTH = 22
+_ALPHANUMERIC = string.ascii_letters + string.digits
+
+SIGNED_OUT = "You are signed out or your session has expired. Please sign in again to continue."
+
+
+def metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
+    for item in metadata or ():
+        k, v = item[0], item[1]
+        if k == key:
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
+    return None
+
+
+def hash_agent_token(token: uuid.UUID | str) -> str:
+    return hashlib.sha256(str(token).lower().encode()).hexdigest()
+
+
+def new_agent_token() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def _random_alphanumeric(n: int) -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(n))
+
+
+def new_api_key() -> tuple[str, str]:
+    """Returns (key id, full key); the key is shown once and never stored."""
+    key_id = _random_alphanumeric(API_KEY_ID_LENGTH)
+    secret = _random_alphanumeric(API_KEY_SECRET_LENGTH)
+    return key_id, f"{key_id}-{secret}"
+
+
+def hash_api_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def split_api_key(token: str) -> tuple[str, str]:
+    parts = token.split("-")
+    if len(parts) != 2:
+        raise ValueError("incorrect amount of API key parts")
+    key_id, secret = parts
+    if len(key_id) != API_KEY_ID_LENGTH:
+        raise ValueError("invalid API key id length")
+    if len(secret) != API_KEY_SECRET_LENGTH:
+        raise ValueError("invalid API key secret length")
+    return key_id, secret
+
+
+class Authenticator:
+    """Resolves the caller of an RPC from its metadata."""
+
+    def __init__(self, *, db: Database, clock: Clock, admin_token: str) -> None:
+        self._db = db
+        self._clock = clock
+        self._admin_token = admin_token.encode()
+
+    # -- users -------------------------------------------------------------
+    def user(self, context: Any) -> user_store.User:
+        token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
+        if not token:
+            raise Unauthenticated(
+                SIGNED_OUT,
+                detail=f'Cookie "{SESSION_COOKIE}" or query parameter must be provided.',
+            )
+        try:
+            key_id, secret = split_api_key(token)
+        except ValueError as err:
+            raise Unauthenticated(SIGNED_OUT, detail=f"Invalid API key format: {err}") from None
+        with self._db.session() as session:
+            key = user_store.get_api_key_by_id(session, key_id=key_id)
+            if key is None:
+                raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
+            if not hmac.compare_digest(key.hashed_secret, hash_api_secret(secret)):
+                raise Unauthenticated(SIGNED_OUT, detail="API key secret is invalid.")
+            expires_at = as_utc(key.expires_at)
+            if expires_at is not None and expires_at <= self._clock.now():
+                raise Unauthenticated(
+                    SIGNED_OUT, detail=f'API key expired at "{expires_at.isoformat()}".'
+                )
+            user = user_store.get_user_by_id(session, user_id=key.user_id)
+            if user is None:
+                raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
+            return user
+
+    # -- agents ------------------------------------------------------------
+    def agent(self, context: Any) -> AgentInWorkspace:
+        token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
+        if not token:
+            raise Unauthenticated(f'Cookie "{SESSION_COOKIE}" must be provided.')
+        try:
+            parsed = uuid.UUID(token)
+        except ValueError:
+            raise Unauthenticated(
+                "Workspace agent token invalid.",
+                detail=f"An agent token must be a valid UUIDv4. (len {len(token)})",
+            ) from None
+        with self._db.session() as session:
+            found = agent_store.get_authenticated_agent_by_token_hash(
+                session, token_hash=hash_agent_token(parsed)
+            )
+        if found is None:
+            raise Unauthenticated(
+                "Workspace agent not authorized.",
+                detail=(
+                    "The agent cannot authenticate until the workspace provision job "
+                    "has been completed. If the job is no longer running, this agent "
+                    "is invalid."
+                ),
+            )
+        return found
+
+    # -- provisioning --------------------------------------------------------
+    def admin(self, context: Any) -> None:
+        header = metadata_value(context.invocation_metadata(), AUTHORIZATION_METADATA) or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise Unauthenticated(
+                "Admin token required.",
+                detail="Send the admin token as 'authorization: Bearer <token>'.",
+            )
+        if not hmac.compare_digest(value.encode(), self._admin_token):
+            raise PermissionDenied("Admin token is invalid.")
+
+
+def can_read_workspace(user: user_store.User, owner_id: uuid.UUID) -> bool:
+    """Owners of the deployment read everything; members their own workspaces."""
+    return user.role == user_store.ROLE_OWNER or user.id == owner_id

@@ -1,0 +1,169 @@
+"""GetWorkspaceAgent: one agent as Coder's ``codersdk.WorkspaceAgent`` shows it.
+
+Serves ``agentplane.workspaceagents.v1.WorkspaceAgentsService/GetWorkspaceAgent``
+(REST ``GET /api/v2/workspaceagents/{id}``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+
+from server.auth import can_read_workspace
+from server.clock import Clock
+from server.errors import InvalidArgument, resource_not_found
+from server.prototime import to_timestamp
+from server.storage import agents as agent_store
+from server.storage import apps as app_store
+from server.storage import logs as log_store
+from server.storage import scripts as script_store
+from server.storage.db import Database
+from server.storage.users import User
+from server.workspaceagents.status import connection_status, health
+
+# Display apps Coder exposes on the agent object.
+_VISIBLE_DISPLAY_APPS = ("vscode", "vscode_insiders", "web_terminal", "ssh_helper",
+                         "port_forwarding_helper")
+
+
+def parse_agent_id(text: str) -> uuid.UUID:
+    """Coder's path-parameter rule: a malformed id is a 400 naming the value."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        # The detail mirrors Go's uuid.Parse wording, which Coder passes on.
+        detail = (
+            f"invalid UUID length: {len(text)}"
+            if len(text) not in (32, 36, 38, 45)
+            else "invalid UUID format"
+        )
+        raise InvalidArgument(f'Invalid UUID "{text}".', detail=detail) from None
+
+
+def readable_agent(
+    db: Database, *, user: User, agent_id_text: str
+) -> agent_store.AgentInWorkspace:
+    """The agent if this user may read it; a missing and a forbidden agent
+    are the same 404, so ids cannot be probed."""
+    agent_id = parse_agent_id(agent_id_text)
+    with db.session() as session:
+        found = agent_store.get_agent_in_workspace(session, agent_id=agent_id)
+    if found is None or not can_read_workspace(user, found.workspace.owner_id):
+        raise resource_not_found()
+    return found
+
+
+def app_message(app: app_store.WorkspaceApp) -> pb.App:
+    return pb.App(
+        id=str(app.id),
+        url=app.url,
+        external=app.external,
+        slug=app.slug,
+        display_name=app.display_name,
+        command=app.command,
+        icon=app.icon,
+        subdomain=app.subdomain,
+        sharing_level=app.sharing_level,
+        health=app.health,
+        group=app.display_group,
+        hidden=app.hidden,
+        open_in=app.open_in,
+        tooltip=app.tooltip,
+        healthcheck=pb.Healthcheck(
+            url=app.healthcheck_url,
+            interval=app.healthcheck_interval,
+            threshold=app.healthcheck_threshold,
+        ),
+    )
+
+
+def build_agent_message(
+    db: Database,
+    found: agent_store.AgentInWorkspace,
+    *,
+    now: dt.datetime,
+    inactive_timeout: dt.timedelta,
+) -> pb.WorkspaceAgent:
+    agent = found.agent
+    with db.session() as session:
+        apps = app_store.list_apps_by_agent_ids(session, agent_ids=[agent.id])
+        sources = log_store.list_log_sources_by_agent_ids(session, agent_ids=[agent.id])
+        scripts = script_store.list_scripts_by_agent_id(session, agent_id=agent.id)
+    conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
+    healthy, reason = health(conn.status, agent.lifecycle_state)
+    blocking = any(s.run_on_start and s.start_blocks_login for s in scripts)
+    msg = pb.WorkspaceAgent(
+        id=str(agent.id),
+        created_at=to_timestamp(agent.created_at),
+        updated_at=to_timestamp(agent.updated_at),
+        first_connected_at=to_timestamp(agent.first_connected_at),
+        last_connected_at=to_timestamp(agent.last_connected_at),
+        disconnected_at=to_timestamp(conn.disconnected_at),
+        started_at=to_timestamp(agent.started_at),
+        ready_at=to_timestamp(agent.ready_at),
+        status=conn.status,
+        lifecycle_state=agent.lifecycle_state,
+        name=agent.name,
+        resource_id=str(agent.resource_id),
+        instance_id=agent.auth_instance_id or "",
+        architecture=agent.architecture,
+        environment_variables=agent.environment_variables,
+        operating_system=agent.operating_system,
+        logs_length=agent.logs_length,
+        logs_overflowed=agent.logs_overflowed,
+        directory=agent.directory,
+        expanded_directory=agent.expanded_directory,
+        version=agent.version,
+        api_version=agent.api_version,
+        apps=[app_message(a) for a in apps],
+        connection_timeout_seconds=agent.connection_timeout_seconds,
+        troubleshooting_url=agent.troubleshooting_url,
+        subsystems=agent.subsystems,
+        health=pb.Health(healthy=healthy, reason=reason),
+        display_apps=[d for d in agent.display_apps if d in _VISIBLE_DISPLAY_APPS],
+        log_sources=[
+            pb.LogSource(
+                id=str(s.id),
+                workspace_agent_id=str(s.workspace_agent_id),
+                created_at=to_timestamp(s.created_at),
+                display_name=s.display_name,
+                icon=s.icon,
+            )
+            for s in sources
+        ],
+        scripts=[
+            pb.Script(
+                id=str(s.id),
+                log_source_id=str(s.log_source_id),
+                log_path=s.log_path,
+                script=s.script,
+                cron=s.cron,
+                run_on_start=s.run_on_start,
+                run_on_stop=s.run_on_stop,
+                start_blocks_login=s.start_blocks_login,
+                timeout_seconds=s.timeout_seconds,
+                display_name=s.display_name,
+            )
+            for s in scripts
+        ],
+        startup_script_behavior="blocking" if blocking else "non-blocking",
+    )
+    if agent.parent_id is not None:
+        msg.parent_id = str(agent.parent_id)
+    return msg
+
+
+def get_workspace_agent(
+    db: Database,
+    clock: Clock,
+    *,
+    user: User,
+    agent_id_text: str,
+    inactive_timeout: dt.timedelta,
+) -> pb.WorkspaceAgent:
+    found = readable_agent(db, user=user, agent_id_text=agent_id_text)
+    return build_agent_message(
+        db, found, now=clock.now(), inactive_timeout=inactive_timeout
+    )

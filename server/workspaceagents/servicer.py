@@ -1,0 +1,52 @@
+"""The ``agentplane.workspaceagents.v1.WorkspaceAgentsService`` servicer:
+resolve the calling user, then the concern function."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc as pb_grpc
+
+from server.auth import Authenticator
+from server.clock import Clock
+from server.config import Settings
+from server.errors import map_servicer_errors
+from server.storage.db import Database
+from server.tailnet.derpmap import DERPMapSource
+from server.workspaceagents.agents import get_workspace_agent
+from server.workspaceagents.connection import get_connection_info
+
+
+@map_servicer_errors
+class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        auth: Authenticator,
+        derp: DERPMapSource,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+        self._auth = auth
+        self._derp = derp
+        self._inactive = dt.timedelta(seconds=settings.agent_inactive_timeout_seconds)
+
+    async def GetWorkspaceAgent(self, request: pb.GetWorkspaceAgentRequest, context: Any) -> Any:
+        user = self._auth.user(context)
+        agent = get_workspace_agent(
+            self._db, self._clock, user=user, agent_id_text=request.id,
+            inactive_timeout=self._inactive,
+        )
+        return pb.GetWorkspaceAgentResponse(agent=agent)
+
+    async def GetConnectionInfo(self, request: pb.GetConnectionInfoRequest, context: Any) -> Any:
+        user = self._auth.user(context)
+        return get_connection_info(
+            self._db, self._settings, self._derp, user=user, agent_id_text=request.agent_id
+        )
