@@ -55,13 +55,22 @@ def derp_map(msg: Any) -> dict[str, Any]:
             item["avoid"] = True
         nodes = []
         for node in region.nodes:
-            n: dict[str, Any] = {"name": node.name, "regionID": node.region_id,
-                                 "hostName": node.host_name}
+            n: dict[str, Any] = {
+                "name": node.name,
+                "regionID": node.region_id,
+                "hostName": node.host_name,
+            }
             for field, key in (
-                ("cert_name", "certName"), ("ipv4", "ipv4"), ("ipv6", "ipv6"),
-                ("stun_port", "stunport"), ("stun_only", "stunonly"), ("derp_port", "derpport"),
-                ("insecure_for_tests", "insecureForTests"), ("force_http", "forceHTTP"),
-                ("stun_test_ip", "stuntestIP"), ("can_port_80", "canPort80"),
+                ("cert_name", "certName"),
+                ("ipv4", "ipv4"),
+                ("ipv6", "ipv6"),
+                ("stun_port", "stunport"),
+                ("stun_only", "stunonly"),
+                ("derp_port", "derpport"),
+                ("insecure_for_tests", "insecureForTests"),
+                ("force_http", "forceHTTP"),
+                ("stun_test_ip", "stuntestIP"),
+                ("can_port_80", "canPort80"),
             ):
                 value = getattr(node, field)
                 if value:

@@ -7,9 +7,8 @@ The core puts Coder's ``detail`` in a ``google.rpc.ErrorInfo`` and its
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import grpc
 from flask import Response

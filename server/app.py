@@ -56,7 +56,8 @@ def create_server(
     """Builds (but does not start) the core listening on each address."""
     auth = Authenticator(db=db, clock=clock, admin_token=admin_token)
     derp = DERPMapSource(
-        db, clock,
+        db,
+        clock,
         access_url=settings.effective_access_url,
         disable_direct=settings.disable_direct_connections,
     )
@@ -84,8 +85,11 @@ def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     ports = {address: server.add_insecure_port(address) for address in listen}

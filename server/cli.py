@@ -65,8 +65,9 @@ async def _serve(settings: Settings) -> int:
             derp_map = load_derp_config(settings.derp_config)
         except DERPConfigError as err:
             return fail(str(err))
-        DERPMapSource(db, clock, access_url=settings.effective_access_url,
-                      disable_direct=False).install(derp_map)
+        DERPMapSource(
+            db, clock, access_url=settings.effective_access_url, disable_direct=False
+        ).install(derp_map)
     admin_token = ensure_admin_token(settings)
     core_address = settings.effective_core_address
     if core_address.startswith("unix:"):
@@ -74,7 +75,10 @@ async def _serve(settings: Settings) -> int:
             Path(core_address[5:]).unlink()
     try:
         core = create_server(
-            settings, db, clock, admin_token=admin_token,
+            settings,
+            db,
+            clock,
+            admin_token=admin_token,
             listen=(settings.grpc_address, core_address),
         )
     except RuntimeError as err:
@@ -84,13 +88,17 @@ async def _serve(settings: Settings) -> int:
     env = {**os.environ, **_settings_env(settings), "AGENTPLANE_CORE_ADDRESS": core_address}
     facade = subprocess.Popen([sys.executable, "-m", "rest_facade.serve"], env=env)
     print(
-        json.dumps({
-            "rest": f"http://{settings.http_address}",
-            "grpc": settings.grpc_address,
-            "database": engine.url.render_as_string(hide_password=True),
-            "data_dir": str(settings.data_dir),
-            "admin_token_file": None if settings.admin_token else str(settings.admin_token_path),
-        }),
+        json.dumps(
+            {
+                "rest": f"http://{settings.http_address}",
+                "grpc": settings.grpc_address,
+                "database": engine.url.render_as_string(hide_password=True),
+                "data_dir": str(settings.data_dir),
+                "admin_token_file": None
+                if settings.admin_token
+                else str(settings.admin_token_path),
+            }
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -130,7 +138,9 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     for name, value in vars(settings).items():
         if value is None or value == "":
             continue
-        env[f"AGENTPLANE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"AGENTPLANE_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env
 
 
@@ -141,7 +151,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
     except SettingsError as err:
         return fail(str(err))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return asyncio.run(_serve(settings))
 
@@ -228,8 +240,13 @@ def _build_json(build: dict[str, Any]) -> dict[str, Any]:
 def cmd_users_create(args: argparse.Namespace) -> int:
     from agentplane.admin.v1 import admin_pb2
 
-    out = _call(args, "CreateUser", admin_pb2.CreateUserRequest(
-        username=args.username, email=args.email or "", role=args.role or ""))
+    out = _call(
+        args,
+        "CreateUser",
+        admin_pb2.CreateUserRequest(
+            username=args.username, email=args.email or "", role=args.role or ""
+        ),
+    )
     return _print({k: out.get(k, "") for k in ("id", "username", "email", "api_key")})
 
 
@@ -243,18 +260,29 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 def cmd_workspaces_create(args: argparse.Namespace) -> int:
     from agentplane.admin.v1 import admin_pb2
 
-    out = _call(args, "CreateWorkspace", admin_pb2.CreateWorkspaceRequest(
-        owner=args.owner, name=args.name, spec_json=_read_spec(args.spec)))
+    out = _call(
+        args,
+        "CreateWorkspace",
+        admin_pb2.CreateWorkspaceRequest(
+            owner=args.owner, name=args.name, spec_json=_read_spec(args.spec)
+        ),
+    )
     return _print(_build_json(out["build"]))
 
 
 def cmd_workspaces_build(args: argparse.Namespace) -> int:
     from agentplane.admin.v1 import admin_pb2
 
-    out = _call(args, "BuildWorkspace", admin_pb2.BuildWorkspaceRequest(
-        owner=args.owner, name=args.name,
-        spec_json=_read_spec(args.spec) if args.spec else "",
-        transition=args.transition))
+    out = _call(
+        args,
+        "BuildWorkspace",
+        admin_pb2.BuildWorkspaceRequest(
+            owner=args.owner,
+            name=args.name,
+            spec_json=_read_spec(args.spec) if args.spec else "",
+            transition=args.transition,
+        ),
+    )
     return _print(_build_json(out["build"]))
 
 
@@ -269,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def admin_parser(parent: Any, name: str, help_text: str) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_text)
-        p.add_argument("--grpc-address", default=None,
-                       help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)")
+        p.add_argument(
+            "--grpc-address",
+            default=None,
+            help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)",
+        )
         p.add_argument("--data-dir", default=None, help="where the admin token file is")
         return p
 
@@ -281,13 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("member", "owner"), default="member")
     p.set_defaults(func=cmd_users_create)
 
-    tokens = sub.add_parser("tokens", help="manage API keys").add_subparsers(dest="sub", required=True)
+    tokens = sub.add_parser("tokens", help="manage API keys").add_subparsers(
+        dest="sub", required=True
+    )
     p = admin_parser(tokens, "create", "mint an API key for a user")
     p.add_argument("--user", required=True)
     p.set_defaults(func=cmd_tokens_create)
 
     wss = sub.add_parser("workspaces", help="provision workspaces").add_subparsers(
-        dest="sub", required=True)
+        dest="sub", required=True
+    )
     p = admin_parser(wss, "create", "create a workspace from a spec (JSON or YAML)")
     p.add_argument("--owner", required=True)
     p.add_argument("--name", required=True)

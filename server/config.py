@@ -58,7 +58,8 @@ class Settings:
             ("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")
         ):
             raise SettingsError(
-                f"database_url must be sqlite:///PATH or postgresql://..., got {self.database_url!r}"
+                "database_url must be sqlite:///PATH or postgresql://..., "
+                f"got {self.database_url!r}"
             )
         if self.max_body_bytes <= 0:
             raise SettingsError("max_body_bytes must be positive")

@@ -29,8 +29,9 @@ class EmbeddedCore:
         self.admin_token = admin_token
         self._listen = listen
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="agentplane-core")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="agentplane-core"
+        )
         self.core: Core | None = None
 
     def _run(self, coro: Any, timeout: float = 30) -> Any:

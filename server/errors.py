@@ -154,7 +154,7 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
                     yield item
             except DomainError as err:
                 await context.abort_with_status(to_status(err))
-            except Exception as exc:  # noqa: BLE001 - last line of defence
+            except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
                 log.exception("unhandled error in %s", method.__qualname__)
@@ -168,7 +168,7 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             return await method(self, request, context)
         except DomainError as err:
             await context.abort_with_status(to_status(err))
-        except Exception as exc:  # noqa: BLE001 - last line of defence
+        except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             log.exception("unhandled error in %s", method.__qualname__)

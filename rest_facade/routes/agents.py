@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify
 
 from rest_facade import core
 from rest_facade.coderjson import NANOS_PER_SECOND, timestamp
-from rest_facade.request import session_token
+from rest_facade.parse import session_token
 
 bp = Blueprint("agents", __name__)
 

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify
 
 from rest_facade import core
 from rest_facade.coderjson import derp_map
-from rest_facade.request import session_token
+from rest_facade.parse import session_token
 
 bp = Blueprint("connection", __name__)
 

@@ -8,7 +8,7 @@ from agentplane.me.v1 import me_pb2
 from flask import Blueprint, jsonify
 
 from rest_facade import core
-from rest_facade.request import session_token
+from rest_facade.parse import session_token
 
 bp = Blueprint("gitsshkey", __name__)
 

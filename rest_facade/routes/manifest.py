@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify
 
 from rest_facade import core
 from rest_facade.coderjson import derp_map, duration_ns, duration_seconds
-from rest_facade.request import session_token
+from rest_facade.parse import session_token
 
 bp = Blueprint("manifest", __name__)
 
@@ -93,6 +93,7 @@ def manifest_json(m: agent_pb2.Manifest) -> dict[str, Any]:
 
 @bp.get("/workspaceagents/me/manifest")
 def get_manifest() -> Any:
-    resp = core().call(core().agent.GetManifest, agent_pb2.GetManifestRequest(),
-                       token=session_token())
+    resp = core().call(
+        core().agent.GetManifest, agent_pb2.GetManifestRequest(), token=session_token()
+    )
     return jsonify(manifest_json(resp))

@@ -43,7 +43,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
         self._auth.admin(context)
         created = users.create_user(
-            self._db, self._clock, username=request.username, email=request.email,
+            self._db,
+            self._clock,
+            username=request.username,
+            email=request.email,
             role=request.role,
         )
         return pb.CreateUserResponse(
@@ -63,7 +66,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
         result = workspaces.create_workspace(
-            self._db, self._clock, owner_ref=request.owner, name=request.name,
+            self._db,
+            self._clock,
+            owner_ref=request.owner,
+            name=request.name,
             spec_json=request.spec_json,
         )
         return pb.CreateWorkspaceResponse(build=build_message(result))
@@ -71,7 +77,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def BuildWorkspace(self, request: pb.BuildWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
         result = workspaces.build_workspace(
-            self._db, self._clock, owner_ref=request.owner, name=request.name,
-            spec_json=request.spec_json, transition=request.transition,
+            self._db,
+            self._clock,
+            owner_ref=request.owner,
+            name=request.name,
+            spec_json=request.spec_json,
+            transition=request.transition,
         )
         return pb.BuildWorkspaceResponse(build=build_message(result))

@@ -196,18 +196,50 @@ class _Reader:
 
 
 _APP_FIELDS = {
-    "slug", "display_name", "icon", "command", "url", "external", "subdomain",
-    "sharing_level", "open_in", "group", "hidden", "tooltip", "order", "healthcheck",
+    "slug",
+    "display_name",
+    "icon",
+    "command",
+    "url",
+    "external",
+    "subdomain",
+    "sharing_level",
+    "open_in",
+    "group",
+    "hidden",
+    "tooltip",
+    "order",
+    "healthcheck",
 }
 _SCRIPT_FIELDS = {
-    "display_name", "icon", "script", "cron", "log_path", "run_on_start", "run_on_stop",
-    "start_blocks_login", "timeout_seconds",
+    "display_name",
+    "icon",
+    "script",
+    "cron",
+    "log_path",
+    "run_on_start",
+    "run_on_stop",
+    "start_blocks_login",
+    "timeout_seconds",
 }
 _METADATA_FIELDS = {"key", "display_name", "script", "interval", "timeout", "order"}
 _AGENT_FIELDS = {
-    "name", "os", "architecture", "directory", "env", "auth", "instance_id",
-    "connection_timeout_seconds", "troubleshooting_url", "motd_file",
-    "startup_script_behavior", "display_apps", "order", "apps", "scripts", "metadata",
+    "name",
+    "os",
+    "architecture",
+    "directory",
+    "env",
+    "auth",
+    "instance_id",
+    "connection_timeout_seconds",
+    "troubleshooting_url",
+    "motd_file",
+    "startup_script_behavior",
+    "display_apps",
+    "order",
+    "apps",
+    "scripts",
+    "metadata",
     "children",
 }
 
@@ -313,19 +345,18 @@ def _agent(r: _Reader, raw: Any, path: str, *, child: bool) -> AgentSpec:
         else:
             for i, item in enumerate(display_raw):
                 if item not in DISPLAY_APPS:
-                    r.fail(f"{path}.display_apps[{i}]", f"must be one of: {', '.join(DISPLAY_APPS)}")
+                    r.fail(
+                        f"{path}.display_apps[{i}]", f"must be one of: {', '.join(DISPLAY_APPS)}"
+                    )
             display_apps = tuple(dict.fromkeys(x for x in display_raw if x in DISPLAY_APPS))
-    apps = tuple(
-        _app(r, a, f"{path}.apps[{i}]") for i, a in enumerate(r.list(o, "apps", path))
-    )
+    apps = tuple(_app(r, a, f"{path}.apps[{i}]") for i, a in enumerate(r.list(o, "apps", path)))
     _unique(r, [a.slug for a in apps], f"{path}.apps", "slug")
     scripts = tuple(
         _script(r, s, f"{path}.scripts[{i}]", behavior == "blocking")
         for i, s in enumerate(r.list(o, "scripts", path))
     )
     metadata = tuple(
-        _metadata(r, m, f"{path}.metadata[{i}]")
-        for i, m in enumerate(r.list(o, "metadata", path))
+        _metadata(r, m, f"{path}.metadata[{i}]") for i, m in enumerate(r.list(o, "metadata", path))
     )
     _unique(r, [m.key for m in metadata], f"{path}.metadata", "key")
     children: tuple[AgentSpec, ...] = ()

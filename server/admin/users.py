@@ -9,12 +9,12 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from server.admin.spec import MAX_NAME, NAME_RE
 from server.auth import hash_api_secret, new_api_key
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound
 from server.storage import users as user_store
 from server.storage.db import Database
-from server.admin.spec import MAX_NAME, NAME_RE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +53,7 @@ def _mint_api_key(session: sa.orm.Session, *, user_id: uuid.UUID, clock: Clock) 
     return full
 
 
-def create_user(
-    db: Database, clock: Clock, *, username: str, email: str, role: str
-) -> CreatedUser:
+def create_user(db: Database, clock: Clock, *, username: str, email: str, role: str) -> CreatedUser:
     role = role or user_store.ROLE_MEMBER
     problems = []
     if not username or len(username) > MAX_NAME or not NAME_RE.match(username):

@@ -154,7 +154,9 @@ def _insert_agent(
         )
     ]
     for child in spec.children:
-        out.extend(_insert_agent(session, clock, child, resource_id=resource_id, parent_id=agent.id))
+        out.extend(
+            _insert_agent(session, clock, child, resource_id=resource_id, parent_id=agent.id)
+        )
     return out
 
 
@@ -189,7 +191,9 @@ def _insert_build(
             session.flush()
             for agent_spec in res.agents:
                 agents.extend(
-                    _insert_agent(session, clock, agent_spec, resource_id=resource.id, parent_id=None)
+                    _insert_agent(
+                        session, clock, agent_spec, resource_id=resource.id, parent_id=None
+                    )
                 )
     workspace.updated_at = now
     if transition == "delete":
@@ -222,8 +226,13 @@ def create_workspace(
         session.add(workspace)
         session.flush()
         return _insert_build(
-            session, clock, workspace=workspace, number=1, transition="start",
-            spec=spec, spec_json=spec_json,
+            session,
+            clock,
+            workspace=workspace,
+            number=1,
+            transition="start",
+            spec=spec,
+            spec_json=spec_json,
         )
 
 
@@ -245,9 +254,7 @@ def build_workspace(
     spec = parse_spec(spec_json) if spec_json else None
     with db.session() as session:
         owner = resolve_user(session, owner_ref)
-        workspace = ws_store.get_workspace_by_owner_and_name(
-            session, owner_id=owner.id, name=name
-        )
+        workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
         if workspace is None or workspace.deleted:
             raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
         latest = ws_store.get_latest_build(session, workspace_id=workspace.id)
@@ -256,6 +263,11 @@ def build_workspace(
             spec_json = latest.spec_json if latest else '{"resources": []}'
             spec = parse_spec(spec_json)
         return _insert_build(
-            session, clock, workspace=workspace, number=number, transition=transition,
-            spec=spec, spec_json=spec_json,
+            session,
+            clock,
+            workspace=workspace,
+            number=number,
+            transition=transition,
+            spec=spec,
+            spec_json=spec_json,
         )

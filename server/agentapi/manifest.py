@@ -34,8 +34,15 @@ APP_HEALTH = {
     "unhealthy": agent_pb2.WorkspaceApp.Health.UNHEALTHY,
 }
 # Coder counts the configured external-auth providers of a git host type.
-GIT_PROVIDER_TYPES = {"github", "gitlab", "bitbucket-cloud", "bitbucket-server", "azure-devops",
-                      "azure-devops-entra", "gitea"}
+GIT_PROVIDER_TYPES = {
+    "github",
+    "gitlab",
+    "bitbucket-cloud",
+    "bitbucket-server",
+    "azure-devops",
+    "azure-devops-entra",
+    "gitea",
+}
 
 
 def app_to_proto(app: app_store.WorkspaceApp) -> agent_pb2.WorkspaceApp:

@@ -42,9 +42,7 @@ class WorkspaceApp(SQLModel, table=True):
     tooltip: str = Field(default="", sa_type=sa.Text)
 
 
-def list_apps_by_agent_ids(
-    session: Session, *, agent_ids: list[uuid.UUID]
-) -> list[WorkspaceApp]:
+def list_apps_by_agent_ids(session: Session, *, agent_ids: list[uuid.UUID]) -> list[WorkspaceApp]:
     if not agent_ids:
         return []
     return list(

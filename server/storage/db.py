@@ -97,7 +97,7 @@ def migrate(engine: sa.Engine) -> None:
     if current is not None:
         try:
             script.get_revision(current)
-        except Exception:  # noqa: BLE001 - alembic raises several kinds here
+        except Exception:
             raise SchemaTooNew(
                 f"the database schema is at revision {current!r}, which this agentplane "
                 f"does not know (its newest is {script.get_current_head()!r}); "

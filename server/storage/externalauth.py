@@ -28,7 +28,10 @@ class ExternalAuthLink(SQLModel, table=True):
     __tablename__ = "external_auth_links"
 
     provider_id: str = Field(
-        foreign_key="external_auth_providers.id", primary_key=True, max_length=255, ondelete="CASCADE"
+        foreign_key="external_auth_providers.id",
+        primary_key=True,
+        max_length=255,
+        ondelete="CASCADE",
     )
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
     access_token: str = Field(sa_type=sa.Text)

@@ -28,9 +28,7 @@ class Workspace(SQLModel, table=True):
 
 class WorkspaceBuild(SQLModel, table=True):
     __tablename__ = "workspace_builds"
-    __table_args__ = (
-        sa.UniqueConstraint("workspace_id", "build_number"),
-    )
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "build_number"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")

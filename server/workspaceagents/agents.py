@@ -24,8 +24,13 @@ from server.storage.users import User
 from server.workspaceagents.status import connection_status, health
 
 # Display apps Coder exposes on the agent object.
-_VISIBLE_DISPLAY_APPS = ("vscode", "vscode_insiders", "web_terminal", "ssh_helper",
-                         "port_forwarding_helper")
+_VISIBLE_DISPLAY_APPS = (
+    "vscode",
+    "vscode_insiders",
+    "web_terminal",
+    "ssh_helper",
+    "port_forwarding_helper",
+)
 
 
 def parse_agent_id(text: str) -> uuid.UUID:
@@ -42,9 +47,7 @@ def parse_agent_id(text: str) -> uuid.UUID:
         raise InvalidArgument(f'Invalid UUID "{text}".', detail=detail) from None
 
 
-def readable_agent(
-    db: Database, *, user: User, agent_id_text: str
-) -> agent_store.AgentInWorkspace:
+def readable_agent(db: Database, *, user: User, agent_id_text: str) -> agent_store.AgentInWorkspace:
     """The agent if this user may read it; a missing and a forbidden agent
     are the same 404, so ids cannot be probed."""
     agent_id = parse_agent_id(agent_id_text)
@@ -164,6 +167,4 @@ def get_workspace_agent(
     inactive_timeout: dt.timedelta,
 ) -> pb.WorkspaceAgent:
     found = readable_agent(db, user=user, agent_id_text=agent_id_text)
-    return build_agent_message(
-        db, found, now=clock.now(), inactive_timeout=inactive_timeout
-    )
+    return build_agent_message(db, found, now=clock.now(), inactive_timeout=inactive_timeout)

@@ -40,7 +40,10 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
     async def GetWorkspaceAgent(self, request: pb.GetWorkspaceAgentRequest, context: Any) -> Any:
         user = self._auth.user(context)
         agent = get_workspace_agent(
-            self._db, self._clock, user=user, agent_id_text=request.id,
+            self._db,
+            self._clock,
+            user=user,
+            agent_id_text=request.id,
             inactive_timeout=self._inactive,
         )
         return pb.GetWorkspaceAgentResponse(agent=agent)

@@ -1,0 +1,184 @@
+"""GET /api/v2/workspaceagents/{id}: Coder's JSON, through the live core."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from rest_facade.coderjson import rfc3339
+
+# Every key of codersdk.WorkspaceAgent in the newest seed (2026).
+AGENT_KEYS = {
+    "api_version",
+    "apps",
+    "architecture",
+    "connection_timeout_seconds",
+    "created_at",
+    "directory",
+    "disconnected_at",
+    "display_apps",
+    "environment_variables",
+    "expanded_directory",
+    "first_connected_at",
+    "health",
+    "id",
+    "instance_id",
+    "last_connected_at",
+    "latency",
+    "lifecycle_state",
+    "log_sources",
+    "logs_length",
+    "logs_overflowed",
+    "name",
+    "operating_system",
+    "parent_id",
+    "ready_at",
+    "resource_id",
+    "scripts",
+    "started_at",
+    "startup_script_behavior",
+    "status",
+    "subsystems",
+    "troubleshooting_url",
+    "updated_at",
+    "version",
+}
+APP_KEYS = {
+    "command",
+    "display_name",
+    "external",
+    "group",
+    "health",
+    "healthcheck",
+    "hidden",
+    "icon",
+    "id",
+    "open_in",
+    "sharing_level",
+    "slug",
+    "statuses",
+    "subdomain",
+    "subdomain_name",
+    "tooltip",
+    "url",
+}
+SCRIPT_KEYS = {
+    "cron",
+    "display_name",
+    "id",
+    "log_path",
+    "log_source_id",
+    "run_on_start",
+    "run_on_stop",
+    "script",
+    "start_blocks_login",
+    "timeout",
+}
+LOG_SOURCE_KEYS = {"created_at", "display_name", "icon", "id", "workspace_agent_id"}
+
+
+def test_full_agent_json(rest, provision, clock) -> None:
+    ws = provision.workspace()
+    main = ws.agent("main")
+    resp = rest.get(
+        f"/api/v2/workspaceagents/{main.id}", headers={"Coder-Session-Token": ws.api_key}
+    )
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    body = resp.get_json()
+    assert set(body) == AGENT_KEYS
+    assert body["id"] == main.id and body["name"] == "main"
+    assert body["parent_id"] is None
+    assert body["resource_id"] == main.resource_id
+    assert body["status"] == "connecting" and body["lifecycle_state"] == "created"
+    assert body["health"] == {"healthy": False, "reason": "agent has not yet connected"}
+    assert body["created_at"] == rfc3339(clock.now()) == "2026-01-01T00:00:00Z"
+    assert body["first_connected_at"] is None
+    assert body["display_apps"] == [
+        "vscode",
+        "web_terminal",
+        "ssh_helper",
+        "port_forwarding_helper",
+    ]
+    assert body["startup_script_behavior"] == "blocking"
+    assert body["connection_timeout_seconds"] == 120
+    assert body["latency"] == {} and body["subsystems"] == []
+    assert len(body["apps"]) == 2 and all(set(a) == APP_KEYS for a in body["apps"])
+    code_server = body["apps"][0]
+    assert code_server["healthcheck"] == {
+        "interval": 5,
+        "threshold": 6,
+        "url": "http://localhost:13337/healthz",
+    }
+    assert code_server["health"] == "initializing" and code_server["statuses"] == []
+    assert all(set(s) == SCRIPT_KEYS for s in body["scripts"])
+    assert body["scripts"][0]["timeout"] == 300 * 10**9  # Go Duration, nanoseconds
+    assert all(set(s) == LOG_SOURCE_KEYS for s in body["log_sources"])
+    assert body["scripts"][0]["log_source_id"] == body["log_sources"][0]["id"]
+    uuid.UUID(body["id"])
+
+
+def test_sub_agent_parent_id_is_a_uuid_string(rest, provision) -> None:
+    ws = provision.workspace()
+    body = rest.get(
+        f"/api/v2/workspaceagents/{ws.agent('child').id}",
+        headers={"Coder-Session-Token": ws.api_key},
+    ).get_json()
+    assert body["parent_id"] == ws.agent("main").id
+
+
+def test_token_from_cookie_query_and_bearer(rest, provision) -> None:
+    ws = provision.workspace()
+    url = f"/api/v2/workspaceagents/{ws.agent('main').id}"
+    rest.set_cookie("coder_session_token", ws.api_key)
+    assert rest.get(url).status_code == 200
+    rest.delete_cookie("coder_session_token")
+    assert rest.get(url).status_code == 401
+    assert rest.get(f"{url}?coder_session_token={ws.api_key}").status_code == 200
+    assert rest.get(url, headers={"Authorization": f"Bearer {ws.api_key}"}).status_code == 200
+
+
+def test_errors_in_coders_envelope(rest, provision) -> None:
+    ws = provision.workspace()
+    stranger = provision.user()
+    resp = rest.get(
+        f"/api/v2/workspaceagents/{ws.agent('main').id}",
+        headers={"Coder-Session-Token": stranger.api_key},
+    )
+    missing = rest.get(
+        f"/api/v2/workspaceagents/{uuid.uuid4()}", headers={"Coder-Session-Token": stranger.api_key}
+    )
+    assert resp.status_code == missing.status_code == 404
+    assert (
+        resp.get_json()
+        == missing.get_json()
+        == {"message": "Resource not found or you do not have access to this resource"}
+    )
+    bad = rest.get(
+        "/api/v2/workspaceagents/not-a-uuid", headers={"Coder-Session-Token": ws.api_key}
+    )
+    assert bad.status_code == 400
+    assert bad.get_json()["message"] == 'Invalid UUID "not-a-uuid".'
+    unauth = rest.get(f"/api/v2/workspaceagents/{ws.agent('main').id}")
+    assert unauth.status_code == 401 and "WWW-Authenticate" in unauth.headers
+    assert unauth.get_json()["message"].startswith("You are signed out")
+
+
+def test_owner_role_reads_other_users_agents(rest, provision) -> None:
+    ws = provision.workspace()
+    owner = provision.user(role="owner")
+    resp = rest.get(
+        f"/api/v2/workspaceagents/{ws.agent('main').id}",
+        headers={"Coder-Session-Token": owner.api_key},
+    )
+    assert resp.status_code == 200
+
+
+def test_rfc3339_like_go() -> None:
+    assert (
+        rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=dt.UTC))
+        == "2026-01-02T03:04:05.12Z"
+    )
+    assert (
+        rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+        == "2026-01-02T01:04:05Z"
+    )

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import DEFAULT_GRPC_ADDRESS, SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings({}, environ={})
+    assert s.grpc_address == DEFAULT_GRPC_ADDRESS
+    assert s.http_address == "127.0.0.1:3000"
+    assert s.effective_database_url.startswith("sqlite:///")
+    assert s.effective_core_address == f"unix:{s.data_dir / 'core.sock'}"
+
+
+def test_flags_beat_env_beat_defaults(tmp_path: Path) -> None:
+    env = {
+        "AGENTPLANE_GRPC_ADDRESS": "127.0.0.1:5001",
+        "AGENTPLANE_HTTP_ADDRESS": "127.0.0.1:5000",
+        "AGENTPLANE_DATA_DIR": str(tmp_path),
+    }
+    s = load_settings({"grpc_address": "127.0.0.1:6001", "http_address": None}, environ=env)
+    assert s.grpc_address == "127.0.0.1:6001"
+    assert s.http_address == "127.0.0.1:5000"
+    assert s.data_dir == tmp_path
+
+
+def test_bool_and_int_env() -> None:
+    s = load_settings(
+        {},
+        environ={
+            "AGENTPLANE_DISABLE_DIRECT_CONNECTIONS": "true",
+            "AGENTPLANE_MAX_BODY_BYTES": "1024",
+        },
+    )
+    assert s.disable_direct_connections is True
+    assert s.max_body_bytes == 1024
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"AGENTPLANE_GRPC_ADDRESS": "nope"}, "grpc_address"),
+        ({"AGENTPLANE_DATABASE_URL": "mysql://x"}, "database_url"),
+        ({"AGENTPLANE_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
+        ({"AGENTPLANE_DISABLE_DIRECT_CONNECTIONS": "maybe"}, "disable_direct_connections"),
+    ],
+)
+def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
+    with pytest.raises(SettingsError, match=match):
+        load_settings({}, environ=env)

@@ -1,0 +1,203 @@
+"""The newcomer's path, end to end: `agentplane server` as a real process
+(core + gunicorn facade), the provisioning CLI, curl-style HTTP reads, and a
+graceful SIGTERM — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from server.storage.db import create_engine, migrate
+from tests.conftest import BACKENDS
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENTPLANE = [sys.executable, "-m", "server.cli"]
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        self.http = f"127.0.0.1:{free_port()}"
+        self.grpc = f"127.0.0.1:{free_port()}"
+        self.data_dir = data_dir
+        self.env = {
+            **os.environ,
+            "AGENTPLANE_DATA_DIR": str(data_dir),
+            "AGENTPLANE_GRPC_ADDRESS": self.grpc,
+        }
+        self.env.pop("AGENTPLANE_ADMIN_TOKEN", None)
+        self.args = [
+            *AGENTPLANE,
+            "server",
+            "--http-address",
+            self.http,
+            "--grpc-address",
+            self.grpc,
+            "--database-url",
+            database_url,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.stderr.read().decode()}")
+            try:
+                with urllib.request.urlopen(f"http://{self.http}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.1)
+        raise AssertionError("server did not become ready within 60 s")
+
+    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*AGENTPLANE, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    def get(self, path: str, token: str | None) -> tuple[int, Any]:
+        req = urllib.request.Request(f"http://{self.http}/api/v2{path}")
+        if token:
+            req.add_header("Coder-Session-Token", token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.stderr.close()
+
+
+@pytest.mark.parametrize("fresh_backend", BACKENDS, indirect=True)
+def test_newcomer_path(fresh_backend, tmp_path: Path) -> None:
+    server = Server(tmp_path / "data", fresh_backend.url).start()
+    try:
+        token_file = tmp_path / "data" / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+
+        user = json.loads(
+            server.cli(
+                "users", "create", "--username", "alice", "--email", "alice@example.com"
+            ).stdout
+        )
+        assert set(user) == {"id", "username", "email", "api_key"}
+        token = json.loads(server.cli("tokens", "create", "--user", "alice").stdout)["api_key"]
+        ws = json.loads(
+            server.cli(
+                "workspaces",
+                "create",
+                "--owner",
+                "alice",
+                "--name",
+                "dev",
+                "--spec",
+                str(ROOT / "examples" / "workspace.yaml"),
+            ).stdout
+        )
+        assert set(ws) == {"workspace_id", "build_id", "build_number", "agents"}
+        agents = {a["name"]: a for a in ws["agents"]}
+        assert agents["cloud"]["auth_token"] is None
+        assert agents["cloud"]["auth_instance_id"] == "i-0123456789abcdef0"
+        assert agents["devcontainer"]["parent_id"] == agents["main"]["id"]
+        main = agents["main"]
+
+        status, body = server.get(f"/workspaceagents/{main['id']}", token)
+        assert status == 200 and body["name"] == "main" and body["status"] == "connecting"
+        status, body = server.get("/workspaceagents/me/manifest", main["auth_token"])
+        assert status == 200 and body["agent_name"] == "main" and body["owner_name"] == "alice"
+        status, body = server.get("/workspaceagents/me/gitsshkey", main["auth_token"])
+        assert status == 200 and body["public_key"].startswith("ssh-ed25519 ")
+        status, body = server.get(f"/workspaceagents/{main['id']}/connection", user["api_key"])
+        assert status == 200 and "999" in body["derp_map"]["regions"]
+        assert server.get("/workspaceagents/zzz", token) == (
+            400,
+            {"message": 'Invalid UUID "zzz".', "detail": "invalid UUID length: 3"},
+        )
+        assert server.get("/nope", token) == (404, {"message": "Route not found."})
+
+        rebuilt = json.loads(
+            server.cli("workspaces", "build", "--owner", "alice", "--name", "dev").stdout
+        )
+        assert rebuilt["build_number"] == 2
+        status, body = server.get("/workspaceagents/me/manifest", main["auth_token"])
+        assert status == 401 and body["message"] == "Workspace agent not authorized."
+
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("resources:\n  - name: r\n    agents:\n      - name: 'no good'\n")
+        failed = server.cli(
+            "workspaces", "create", "--owner", "alice", "--name", "x", "--spec", str(bad), ok=False
+        )
+        assert failed.returncode != 0 and failed.stdout == ""
+        assert "resources[0].agents[0].name" in failed.stderr
+        missing = server.cli("users", "create", "--username", "alice", ok=False)
+        assert missing.returncode != 0 and "already exists" in missing.stderr
+    finally:
+        code = server.stop()
+    assert code == 0, "SIGTERM must shut the server down cleanly"
+
+
+def test_cli_without_server_fails_clearly(tmp_path: Path) -> None:
+    (tmp_path / "admin-token").write_text("t\n")
+    env = {
+        **os.environ,
+        "AGENTPLANE_DATA_DIR": str(tmp_path),
+        "AGENTPLANE_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [*AGENTPLANE, "users", "create", "--username", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode != 0 and "cannot reach the agentplane core" in done.stderr
+
+
+def test_server_refuses_a_newer_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = create_engine(url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    server = Server(tmp_path / "data", url)
+    done = subprocess.run(
+        server.args, env=server.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "9999_future" in done.stderr and "newer agentplane" in done.stderr
