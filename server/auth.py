@@ -92,7 +92,8 @@ class Authenticator:
         self._admin_token = admin_token.encode()
 
     # -- users -------------------------------------------------------------
-    def user(self, context: Any) -> user_store.User:
+    def user(self, context: Any) -> Any:
+        """The calling user (a read-only users row)."""
         token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
         if not token:
             raise Unauthenticated(
@@ -103,21 +104,18 @@ class Authenticator:
             key_id, secret = split_api_key(token)
         except ValueError as err:
             raise Unauthenticated(SIGNED_OUT, detail=f"Invalid API key format: {err}") from None
-        with self._db.session() as session:
-            key = user_store.get_api_key_by_id(session, key_id=key_id)
-            if key is None:
-                raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
-            if not hmac.compare_digest(key.hashed_secret, hash_api_secret(secret)):
-                raise Unauthenticated(SIGNED_OUT, detail="API key secret is invalid.")
-            expires_at = as_utc(key.expires_at)
-            if expires_at is not None and expires_at <= self._clock.now():
-                raise Unauthenticated(
-                    SIGNED_OUT, detail=f'API key expired at "{expires_at.isoformat()}".'
-                )
-            user = user_store.get_user_by_id(session, user_id=key.user_id)
-            if user is None:
-                raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
-            return user
+        with self._db.read() as conn:
+            key = user_store.get_api_key_owner(conn, key_id=key_id)
+        if key is None:
+            raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
+        if not hmac.compare_digest(key.hashed_secret, hash_api_secret(secret)):
+            raise Unauthenticated(SIGNED_OUT, detail="API key secret is invalid.")
+        expires_at = as_utc(key.expires_at)
+        if expires_at is not None and expires_at <= self._clock.now():
+            raise Unauthenticated(
+                SIGNED_OUT, detail=f'API key expired at "{expires_at.isoformat()}".'
+            )
+        return key.user
 
     # -- agents ------------------------------------------------------------
     def agent(self, context: Any) -> AgentInWorkspace:
@@ -131,9 +129,9 @@ class Authenticator:
                 "Workspace agent token invalid.",
                 detail=f"An agent token must be a valid UUIDv4. (len {len(token)})",
             ) from None
-        with self._db.session() as session:
+        with self._db.read() as conn:
             found = agent_store.get_authenticated_agent_by_token_hash(
-                session, token_hash=hash_agent_token(parsed)
+                conn, token_hash=hash_agent_token(parsed)
             )
         if found is None:
             raise Unauthenticated(
@@ -159,6 +157,6 @@ class Authenticator:
             raise PermissionDenied("Admin token is invalid.")
 
 
-def can_read_workspace(user: user_store.User, owner_id: uuid.UUID) -> bool:
+def can_read_workspace(user: Any, owner_id: uuid.UUID) -> bool:
     """Owners of the deployment read everything; members their own workspaces."""
     return user.role == user_store.ROLE_OWNER or user.id == owner_id

@@ -6,6 +6,8 @@ Serves ``coder.agent.v2.Agent/GetManifest`` (legacy REST
 
 from __future__ import annotations
 
+from typing import Any
+
 from coder.agent.v2 import agent_pb2
 
 from server.config import Settings
@@ -45,7 +47,7 @@ GIT_PROVIDER_TYPES = {
 }
 
 
-def app_to_proto(app: app_store.WorkspaceApp) -> agent_pb2.WorkspaceApp:
+def app_to_proto(app: Any) -> agent_pb2.WorkspaceApp:
     return agent_pb2.WorkspaceApp(
         id=app.id.bytes,
         url=app.url,
@@ -70,14 +72,12 @@ def get_manifest(
     db: Database, settings: Settings, derp: DERPMapSource, *, caller: AgentInWorkspace
 ) -> agent_pb2.Manifest:
     agent, workspace = caller.agent, caller.workspace
-    with db.session() as session:
-        owner = user_store.get_user_by_id(session, user_id=workspace.owner_id)
-        apps = app_store.list_apps_by_agent_ids(session, agent_ids=[agent.id])
-        scripts = script_store.list_scripts_by_agent_id(session, agent_id=agent.id)
-        metadata = metadata_store.list_metadata_by_agent_id(session, agent_id=agent.id)
-        git_providers = sum(
-            1 for p in extauth_store.list_providers(session) if p.type in GIT_PROVIDER_TYPES
-        )
+    with db.read() as conn:
+        owner = user_store.get_user_row(conn, user_id=workspace.owner_id)
+        apps = app_store.list_apps_by_agent_ids(conn, agent_ids=[agent.id])
+        scripts = script_store.list_scripts_by_agent_id(conn, agent_id=agent.id)
+        metadata = metadata_store.list_metadata_by_agent_id(conn, agent_id=agent.id)
+        git_providers = extauth_store.count_providers(conn, types=GIT_PROVIDER_TYPES)
     manifest = agent_pb2.Manifest(
         agent_id=agent.id.bytes,
         agent_name=agent.name,

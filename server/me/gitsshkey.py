@@ -15,8 +15,8 @@ from server.storage.db import Database
 
 
 def get_git_ssh_key(db: Database, *, caller: AgentInWorkspace) -> me_pb2.GetGitSSHKeyResponse:
-    with db.session() as session:
-        key = user_store.get_gitsshkey(session, user_id=caller.workspace.owner_id)
+    with db.read() as conn:
+        key = user_store.get_gitsshkey_by_user(conn, user_id=caller.workspace.owner_id)
     if key is None:
         raise NotFound("Git SSH key not found.")
     return me_pb2.GetGitSSHKeyResponse(public_key=key.public_key, private_key=key.private_key)

@@ -82,54 +82,94 @@ class WorkspaceAgent(SQLModel, table=True):
 
 
 @dataclasses.dataclass(frozen=True)
+class WorkspaceRef:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    deleted: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRef:
+    id: uuid.UUID
+    build_number: int
+    transition: str
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentInWorkspace:
-    """An agent with the rows that decide who may see or act as it."""
+    """An agent (a read-only row with every agent column) with the rows that
+    decide who may see or act as it. Read with SQLAlchemy Core: this lookup
+    starts every agent call, so it is one query, not four ORM loads."""
 
-    agent: WorkspaceAgent
-    resource: WorkspaceResource
-    build: WorkspaceBuild
-    workspace: Workspace
+    agent: Any
+    resource_id: uuid.UUID
+    build: BuildRef
+    workspace: WorkspaceRef
 
 
-def _agent_context_query() -> Any:
-    return (
-        select(WorkspaceAgent, WorkspaceResource, WorkspaceBuild, Workspace)
-        .join(WorkspaceResource, col(WorkspaceResource.id) == WorkspaceAgent.resource_id)
-        .join(WorkspaceBuild, col(WorkspaceBuild.id) == WorkspaceResource.build_id)
-        .join(Workspace, col(Workspace.id) == WorkspaceBuild.workspace_id)
+_AGENTS = WorkspaceAgent.__table__
+_RESOURCES = WorkspaceResource.__table__
+_BUILDS = WorkspaceBuild.__table__
+_WORKSPACES = Workspace.__table__
+
+_CONTEXT_COLUMNS = (
+    _BUILDS.c.id.label("ctx_build_id"),
+    _BUILDS.c.build_number.label("ctx_build_number"),
+    _BUILDS.c.transition.label("ctx_transition"),
+    _WORKSPACES.c.id.label("ctx_workspace_id"),
+    _WORKSPACES.c.owner_id.label("ctx_owner_id"),
+    _WORKSPACES.c.name.label("ctx_workspace_name"),
+    _WORKSPACES.c.deleted.label("ctx_workspace_deleted"),
+)
+
+
+def _agent_context_query() -> sa.Select[Any]:
+    return sa.select(_AGENTS, *_CONTEXT_COLUMNS).select_from(
+        _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id)
+        .join(_BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id)
+        .join(_WORKSPACES, _WORKSPACES.c.id == _BUILDS.c.workspace_id)
     )
 
 
-def get_agent_in_workspace(session: Session, *, agent_id: uuid.UUID) -> AgentInWorkspace | None:
-    row = session.exec(
-        _agent_context_query().where(WorkspaceAgent.id == agent_id, ~col(WorkspaceAgent.deleted))
-    ).first()
-    return AgentInWorkspace(*row) if row else None
+def _context(row: Any) -> AgentInWorkspace | None:
+    if row is None:
+        return None
+    return AgentInWorkspace(
+        agent=row,
+        resource_id=row.resource_id,
+        build=BuildRef(row.ctx_build_id, row.ctx_build_number, row.ctx_transition),
+        workspace=WorkspaceRef(
+            row.ctx_workspace_id, row.ctx_owner_id, row.ctx_workspace_name,
+            row.ctx_workspace_deleted,
+        ),
+    )
+
+
+# Built once: these lookups run on every call, and building a statement costs
+# more than executing its cached compilation.
+_BY_ID = _agent_context_query().where(
+    _AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted
+)
+_BY_TOKEN = _agent_context_query().where(
+    _AGENTS.c.auth_token_hash == sa.bindparam("token_hash"),
+    ~_AGENTS.c.deleted,
+    ~_WORKSPACES.c.deleted,
+    _BUILDS.c.build_number == latest_build_number_subquery(),
+)
+
+
+def get_agent_in_workspace(conn: sa.Connection, *, agent_id: uuid.UUID) -> AgentInWorkspace | None:
+    return _context(conn.execute(_BY_ID, {"agent_id": agent_id}).first())
 
 
 def get_authenticated_agent_by_token_hash(
-    session: Session, *, token_hash: str
+    conn: sa.Connection, *, token_hash: str
 ) -> AgentInWorkspace | None:
     """The agent owning this token, if it may still act: its workspace is not
     deleted and its build is the workspace's latest (an older build's agent is
     rejected, as in Coder)."""
-    row = session.exec(
-        _agent_context_query().where(
-            WorkspaceAgent.auth_token_hash == token_hash,
-            ~col(WorkspaceAgent.deleted),
-            ~col(Workspace.deleted),
-            WorkspaceBuild.build_number == latest_build_number_subquery(),
-        )
-    ).first()
-    return AgentInWorkspace(*row) if row else None
-
-
-def get_agent_by_token_hash(session: Session, *, token_hash: str) -> AgentInWorkspace | None:
-    """Any agent with this token, latest build or not (to explain a rejection)."""
-    row = session.exec(
-        _agent_context_query().where(WorkspaceAgent.auth_token_hash == token_hash)
-    ).first()
-    return AgentInWorkspace(*row) if row else None
+    return _context(conn.execute(_BY_TOKEN, {"token_hash": token_hash}).first())
 
 
 def list_agents_by_build(session: Session, *, build_id: uuid.UUID) -> list[WorkspaceAgent]:

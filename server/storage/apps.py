@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
 from server.storage.types import new_id, required_timestamp
 
@@ -42,13 +43,15 @@ class WorkspaceApp(SQLModel, table=True):
     tooltip: str = Field(default="", sa_type=sa.Text)
 
 
-def list_apps_by_agent_ids(session: Session, *, agent_ids: list[uuid.UUID]) -> list[WorkspaceApp]:
+_APPS = WorkspaceApp.__table__
+_APPS_BY_AGENTS = (
+    sa.select(_APPS)
+    .where(_APPS.c.agent_id.in_(sa.bindparam("agent_ids", expanding=True)))
+    .order_by(_APPS.c.display_order, _APPS.c.slug)
+)
+
+
+def list_apps_by_agent_ids(conn: sa.Connection, *, agent_ids: list[uuid.UUID]) -> list[Any]:
     if not agent_ids:
         return []
-    return list(
-        session.exec(
-            select(WorkspaceApp)
-            .where(col(WorkspaceApp.agent_id).in_(agent_ids))
-            .order_by(col(WorkspaceApp.display_order), col(WorkspaceApp.slug))
-        ).all()
-    )
+    return list(conn.execute(_APPS_BY_AGENTS, {"agent_ids": agent_ids}))

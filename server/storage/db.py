@@ -124,5 +124,11 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A plain connection for hot read paths (SQLAlchemy Core, no ORM)."""
+        with self.engine.connect() as conn:
+            yield conn
+
     def dispose(self) -> None:
         self.engine.dispose()

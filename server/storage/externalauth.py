@@ -52,5 +52,9 @@ def list_providers(session: Session) -> list[ExternalAuthProvider]:
     )
 
 
-def count_providers(session: Session) -> int:
-    return int(session.exec(select(sa.func.count()).select_from(ExternalAuthProvider)).one())
+def count_providers(conn: sa.Connection, *, types: set[str] | None = None) -> int:
+    t = ExternalAuthProvider.__table__
+    query = sa.select(sa.func.count()).select_from(t)
+    if types is not None:
+        query = query.where(t.c.type.in_(sorted(types)))
+    return int(conn.execute(query).scalar_one())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
 from server.storage.types import required_timestamp
 
@@ -23,18 +24,15 @@ class WorkspaceAgentLogSource(SQLModel, table=True):
     icon: str = Field(default="", sa_type=sa.Text)
 
 
-def list_log_sources_by_agent_ids(
-    session: Session, *, agent_ids: list[uuid.UUID]
-) -> list[WorkspaceAgentLogSource]:
+_SOURCES = WorkspaceAgentLogSource.__table__
+_SOURCES_BY_AGENTS = (
+    sa.select(_SOURCES)
+    .where(_SOURCES.c.workspace_agent_id.in_(sa.bindparam("agent_ids", expanding=True)))
+    .order_by(_SOURCES.c.created_at, _SOURCES.c.id)
+)
+
+
+def list_log_sources_by_agent_ids(conn: sa.Connection, *, agent_ids: list[uuid.UUID]) -> list[Any]:
     if not agent_ids:
         return []
-    return list(
-        session.exec(
-            select(WorkspaceAgentLogSource)
-            .where(col(WorkspaceAgentLogSource.workspace_agent_id).in_(agent_ids))
-            .order_by(col(WorkspaceAgentLogSource.created_at), col(WorkspaceAgentLogSource.id))
-        ).all()
-    )
-
-
-__all__ = ["WorkspaceAgentLogSource", "list_log_sources_by_agent_ids", "sa"]
+    return list(conn.execute(_SOURCES_BY_AGENTS, {"agent_ids": agent_ids}))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
 from server.storage.types import utc_timestamp
 
@@ -29,13 +30,13 @@ class WorkspaceAgentMetadatum(SQLModel, table=True):
     collected_at: dt.datetime | None = utc_timestamp()
 
 
-def list_metadata_by_agent_id(
-    session: Session, *, agent_id: uuid.UUID
-) -> list[WorkspaceAgentMetadatum]:
-    return list(
-        session.exec(
-            select(WorkspaceAgentMetadatum)
-            .where(WorkspaceAgentMetadatum.workspace_agent_id == agent_id)
-            .order_by(col(WorkspaceAgentMetadatum.display_order), col(WorkspaceAgentMetadatum.key))
-        ).all()
-    )
+_METADATA = WorkspaceAgentMetadatum.__table__
+_METADATA_BY_AGENT = (
+    sa.select(_METADATA)
+    .where(_METADATA.c.workspace_agent_id == sa.bindparam("agent_id"))
+    .order_by(_METADATA.c.display_order, _METADATA.c.key)
+)
+
+
+def list_metadata_by_agent_id(conn: sa.Connection, *, agent_id: uuid.UUID) -> list[Any]:
+    return list(conn.execute(_METADATA_BY_AGENT, {"agent_id": agent_id}))

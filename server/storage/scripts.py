@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
 from server.storage.types import new_id, required_timestamp
 
@@ -30,13 +31,13 @@ class WorkspaceAgentScript(SQLModel, table=True):
     created_at: dt.datetime = required_timestamp()
 
 
-def list_scripts_by_agent_id(
-    session: Session, *, agent_id: uuid.UUID
-) -> list[WorkspaceAgentScript]:
-    return list(
-        session.exec(
-            select(WorkspaceAgentScript)
-            .where(WorkspaceAgentScript.workspace_agent_id == agent_id)
-            .order_by(col(WorkspaceAgentScript.created_at), col(WorkspaceAgentScript.display_name))
-        ).all()
-    )
+_SCRIPTS = WorkspaceAgentScript.__table__
+_SCRIPTS_BY_AGENT = (
+    sa.select(_SCRIPTS)
+    .where(_SCRIPTS.c.workspace_agent_id == sa.bindparam("agent_id"))
+    .order_by(_SCRIPTS.c.created_at, _SCRIPTS.c.display_name)
+)
+
+
+def list_scripts_by_agent_id(conn: sa.Connection, *, agent_id: uuid.UUID) -> list[Any]:
+    return list(conn.execute(_SCRIPTS_BY_AGENT, {"agent_id": agent_id}))

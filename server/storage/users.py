@@ -6,8 +6,10 @@ sha256(secret) is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
@@ -75,5 +77,35 @@ def get_api_key_by_id(session: Session, *, key_id: str) -> ApiKey | None:
     return session.get(ApiKey, key_id)
 
 
-def get_gitsshkey(session: Session, *, user_id: uuid.UUID) -> GitSSHKey | None:
-    return session.get(GitSSHKey, user_id)
+@dataclasses.dataclass(frozen=True)
+class KeyOwner:
+    """What authenticating an API key needs, read in one query."""
+
+    hashed_secret: bytes
+    expires_at: dt.datetime | None
+    user: Any
+
+
+_KEYS, _USERS, _SSH = ApiKey.__table__, User.__table__, GitSSHKey.__table__
+_KEY_OWNER = (
+    sa.select(_KEYS.c.hashed_secret, _KEYS.c.expires_at, _USERS)
+    .select_from(_KEYS.join(_USERS, _USERS.c.id == _KEYS.c.user_id))
+    .where(_KEYS.c.id == sa.bindparam("key_id"))
+)
+_SSH_BY_USER = sa.select(_SSH).where(_SSH.c.user_id == sa.bindparam("user_id"))
+_USER_BY_ID = sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id"))
+
+
+def get_api_key_owner(conn: sa.Connection, *, key_id: str) -> KeyOwner | None:
+    row = conn.execute(_KEY_OWNER, {"key_id": key_id}).first()
+    if row is None:
+        return None
+    return KeyOwner(row.hashed_secret, row.expires_at, row)
+
+
+def get_gitsshkey_by_user(conn: sa.Connection, *, user_id: uuid.UUID) -> Any:
+    return conn.execute(_SSH_BY_USER, {"user_id": user_id}).first()
+
+
+def get_user_row(conn: sa.Connection, *, user_id: uuid.UUID) -> Any:
+    return conn.execute(_USER_BY_ID, {"user_id": user_id}).first()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
 
@@ -20,7 +21,6 @@ from server.storage import apps as app_store
 from server.storage import logs as log_store
 from server.storage import scripts as script_store
 from server.storage.db import Database
-from server.storage.users import User
 from server.workspaceagents.status import connection_status, health
 
 # Display apps Coder exposes on the agent object.
@@ -47,18 +47,18 @@ def parse_agent_id(text: str) -> uuid.UUID:
         raise InvalidArgument(f'Invalid UUID "{text}".', detail=detail) from None
 
 
-def readable_agent(db: Database, *, user: User, agent_id_text: str) -> agent_store.AgentInWorkspace:
+def readable_agent(db: Database, *, user: Any, agent_id_text: str) -> agent_store.AgentInWorkspace:
     """The agent if this user may read it; a missing and a forbidden agent
     are the same 404, so ids cannot be probed."""
     agent_id = parse_agent_id(agent_id_text)
-    with db.session() as session:
-        found = agent_store.get_agent_in_workspace(session, agent_id=agent_id)
+    with db.read() as conn:
+        found = agent_store.get_agent_in_workspace(conn, agent_id=agent_id)
     if found is None or not can_read_workspace(user, found.workspace.owner_id):
         raise resource_not_found()
     return found
 
 
-def app_message(app: app_store.WorkspaceApp) -> pb.App:
+def app_message(app: Any) -> pb.App:
     return pb.App(
         id=str(app.id),
         url=app.url,
@@ -90,10 +90,10 @@ def build_agent_message(
     inactive_timeout: dt.timedelta,
 ) -> pb.WorkspaceAgent:
     agent = found.agent
-    with db.session() as session:
-        apps = app_store.list_apps_by_agent_ids(session, agent_ids=[agent.id])
-        sources = log_store.list_log_sources_by_agent_ids(session, agent_ids=[agent.id])
-        scripts = script_store.list_scripts_by_agent_id(session, agent_id=agent.id)
+    with db.read() as conn:
+        apps = app_store.list_apps_by_agent_ids(conn, agent_ids=[agent.id])
+        sources = log_store.list_log_sources_by_agent_ids(conn, agent_ids=[agent.id])
+        scripts = script_store.list_scripts_by_agent_id(conn, agent_id=agent.id)
     conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
     healthy, reason = health(conn.status, agent.lifecycle_state)
     blocking = any(s.run_on_start and s.start_blocks_login for s in scripts)
@@ -162,7 +162,7 @@ def get_workspace_agent(
     db: Database,
     clock: Clock,
     *,
-    user: User,
+    user: Any,
     agent_id_text: str,
     inactive_timeout: dt.timedelta,
 ) -> pb.WorkspaceAgent:

@@ -81,7 +81,7 @@ def test_new_build_invalidates_old_tokens(db, clock) -> None:
         db, clock, owner_ref="dave", name="ws", spec_json="", transition="start"
     )
     assert second.build_number == 2
-    with db.session() as s:
+    with db.read() as s:
         old = agent_store.get_authenticated_agent_by_token_hash(
             s, token_hash=hash_agent_token(first.agents[0].auth_token)
         )

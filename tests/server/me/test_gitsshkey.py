@@ -12,8 +12,9 @@ from tests.conftest import token_md
 
 def test_concern_returns_the_owners_key(db, provision) -> None:
     ws = provision.workspace()
+    with db.read() as conn:
+        caller = agent_store.get_agent_in_workspace(conn, agent_id=uuid.UUID(ws.agent("main").id))
     with db.session() as s:
-        caller = agent_store.get_agent_in_workspace(s, agent_id=uuid.UUID(ws.agent("main").id))
         stored = s.get(GitSSHKey, uuid.UUID(ws.user_id))
     resp = get_git_ssh_key(db, caller=caller)
     assert resp.public_key == stored.public_key and resp.private_key == stored.private_key
