@@ -4,9 +4,10 @@ the core over gRPC. ``create_app(settings, client=None)`` is the factory."""
 from __future__ import annotations
 
 import grpc
-from flask import Flask, Response, json, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from rest_facade.coderjson import respond
 from rest_facade.core import CoreClient
 from rest_facade.errors import error_response, rpc_error_response
 from server.config import Settings
@@ -19,8 +20,6 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = True  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
     app.extensions[CORE_EXTENSION] = client or CoreClient(settings.effective_core_address)
     app.extensions["agentplane.settings"] = settings
     for module in (manifest, gitsshkey, connection, agents):
@@ -56,7 +55,7 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
 
     @app.get("/healthz")
     def _healthz() -> Response:
-        return Response(json.dumps({"status": "ok"}), mimetype="application/json")
+        return respond({"status": "ok"})
 
     return app
 

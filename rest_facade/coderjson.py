@@ -4,11 +4,22 @@ strings, durations in nanoseconds, DERP maps in tailcfg's camelCase."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
+from flask import Response
 from google.protobuf import duration_pb2, timestamp_pb2
 
 NANOS_PER_SECOND = 1_000_000_000
+
+
+def dumps(body: Any) -> str:
+    """Compact JSON, as Go's encoder writes it."""
+    return json.dumps(body, separators=(",", ":"))
+
+
+def respond(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status=status, mimetype="application/json")
 
 
 def rfc3339(value: dt.datetime) -> str:

@@ -7,13 +7,14 @@ The core puts Coder's ``detail`` in a ``google.rpc.ErrorInfo`` and its
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import grpc
 from flask import Response
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from rest_facade.coderjson import dumps
 
 # One table. FAILED_PRECONDITION is 400 because Coder answers 400 for
 # "Agent state is ..." style preconditions.
@@ -37,10 +38,6 @@ HTTP_STATUS = {
 REASON_STATUS = {"RATE_LIMITED": 429}
 
 
-def _dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"))
-
-
 def envelope(message: str, detail: str = "", validations: Any = ()) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message}
     if detail:
@@ -52,7 +49,7 @@ def envelope(message: str, detail: str = "", validations: Any = ()) -> dict[str,
 
 def error_response(status: int, message: str, detail: str = "", validations: Any = ()) -> Response:
     return Response(
-        _dumps(envelope(message, detail, validations)),
+        dumps(envelope(message, detail, validations)),
         status=status,
         mimetype="application/json",
     )
@@ -86,7 +83,7 @@ def from_rpc_error(err: grpc.RpcError) -> tuple[int, dict[str, Any]]:
 
 def rpc_error_response(err: grpc.RpcError) -> Response:
     status, body = from_rpc_error(err)
-    resp = Response(_dumps(body), status=status, mimetype="application/json")
+    resp = Response(dumps(body), status=status, mimetype="application/json")
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Coder-Session-Token realm="coder"'
     return resp

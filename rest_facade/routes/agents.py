@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from rest_facade import core
-from rest_facade.coderjson import NANOS_PER_SECOND, timestamp
+from rest_facade.coderjson import NANOS_PER_SECOND, respond, timestamp
 from rest_facade.parse import session_token
 
 bp = Blueprint("agents", __name__)
@@ -131,4 +131,4 @@ def get_workspace_agent(agent_id: str) -> Any:
         pb.GetWorkspaceAgentRequest(id=agent_id),
         token=session_token(),
     )
-    return jsonify(agent_json(resp.agent))
+    return respond(agent_json(resp.agent))

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from rest_facade import core
-from rest_facade.coderjson import derp_map
+from rest_facade.coderjson import derp_map, respond
 from rest_facade.parse import session_token
 
 bp = Blueprint("connection", __name__)
@@ -21,7 +21,7 @@ def _connection(agent_id: str) -> Any:
         pb.GetConnectionInfoRequest(agent_id=agent_id),
         token=session_token(),
     )
-    return jsonify(
+    return respond(
         {
             "derp_force_websockets": resp.derp_force_websockets,
             "derp_map": derp_map(resp.derp_map),

@@ -10,10 +10,10 @@ import uuid
 from typing import Any
 
 from coder.agent.v2 import agent_pb2
-from flask import Blueprint, jsonify
+from flask import Blueprint
 
 from rest_facade import core
-from rest_facade.coderjson import derp_map, duration_ns, duration_seconds
+from rest_facade.coderjson import derp_map, duration_ns, duration_seconds, respond
 from rest_facade.parse import session_token
 
 bp = Blueprint("manifest", __name__)
@@ -96,4 +96,4 @@ def get_manifest() -> Any:
     resp = core().call(
         core().agent.GetManifest, agent_pb2.GetManifestRequest(), token=session_token()
     )
-    return jsonify(manifest_json(resp))
+    return respond(manifest_json(resp))

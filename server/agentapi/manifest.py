@@ -12,11 +12,7 @@ from coder.agent.v2 import agent_pb2
 
 from server.config import Settings
 from server.prototime import seconds_duration
-from server.storage import apps as app_store
 from server.storage import externalauth as extauth_store
-from server.storage import metadata as metadata_store
-from server.storage import scripts as script_store
-from server.storage import users as user_store
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
@@ -73,15 +69,13 @@ def get_manifest(
 ) -> agent_pb2.Manifest:
     agent, workspace = caller.agent, caller.workspace
     with db.read() as conn:
-        owner = user_store.get_user_row(conn, user_id=workspace.owner_id)
-        apps = app_store.list_apps_by_agent_ids(conn, agent_ids=[agent.id])
-        scripts = script_store.list_scripts_by_agent_id(conn, agent_id=agent.id)
-        metadata = metadata_store.list_metadata_by_agent_id(conn, agent_id=agent.id)
+        children = db.agent_views.children(conn, agent)
         git_providers = extauth_store.count_providers(conn, types=GIT_PROVIDER_TYPES)
+    apps, scripts, metadata = children.apps, children.scripts, children.metadata
     manifest = agent_pb2.Manifest(
         agent_id=agent.id.bytes,
         agent_name=agent.name,
-        owner_username=owner.username if owner else "",
+        owner_username=workspace.owner_username,
         workspace_id=workspace.id.bytes,
         workspace_name=workspace.name,
         git_auth_configs=git_providers,

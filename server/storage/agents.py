@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from server.storage.types import json_column, new_id, required_timestamp, utc_timestamp
+from server.storage.users import User
 from server.storage.workspaces import (
     Workspace,
     WorkspaceBuild,
@@ -79,6 +80,10 @@ class WorkspaceAgent(SQLModel, table=True):
     logs_length: int = Field(default=0)
     logs_overflowed: bool = Field(default=False)
     deleted: bool = Field(default=False)
+    # Bumped by every write to what an agent's view is built from (its apps,
+    # scripts, log sources, metadata definitions, app health and statuses),
+    # so readers can cache those children per (agent, revision).
+    revision: int = Field(default=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +92,7 @@ class WorkspaceRef:
     owner_id: uuid.UUID
     name: str
     deleted: bool
+    owner_username: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +118,7 @@ _AGENTS = WorkspaceAgent.__table__
 _RESOURCES = WorkspaceResource.__table__
 _BUILDS = WorkspaceBuild.__table__
 _WORKSPACES = Workspace.__table__
+_USERS = User.__table__
 
 _CONTEXT_COLUMNS = (
     _BUILDS.c.id.label("ctx_build_id"),
@@ -121,6 +128,7 @@ _CONTEXT_COLUMNS = (
     _WORKSPACES.c.owner_id.label("ctx_owner_id"),
     _WORKSPACES.c.name.label("ctx_workspace_name"),
     _WORKSPACES.c.deleted.label("ctx_workspace_deleted"),
+    _USERS.c.username.label("ctx_owner_username"),
 )
 
 
@@ -129,6 +137,7 @@ def _agent_context_query() -> sa.Select[Any]:
         _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id)
         .join(_BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id)
         .join(_WORKSPACES, _WORKSPACES.c.id == _BUILDS.c.workspace_id)
+        .join(_USERS, _USERS.c.id == _WORKSPACES.c.owner_id)
     )
 
 
@@ -141,7 +150,7 @@ def _context(row: Any) -> AgentInWorkspace | None:
         build=BuildRef(row.ctx_build_id, row.ctx_build_number, row.ctx_transition),
         workspace=WorkspaceRef(
             row.ctx_workspace_id, row.ctx_owner_id, row.ctx_workspace_name,
-            row.ctx_workspace_deleted,
+            row.ctx_workspace_deleted, row.ctx_owner_username,
         ),
     )
 
@@ -180,4 +189,14 @@ def list_agents_by_build(session: Session, *, build_id: uuid.UUID) -> list[Works
             .where(WorkspaceResource.build_id == build_id)
             .order_by(col(WorkspaceAgent.display_order), col(WorkspaceAgent.name))
         ).all()
+    )
+
+
+def bump_revision(conn: sa.Connection | Session, *, agent_id: uuid.UUID) -> None:
+    """Marks the agent's view as changed; call it in the same transaction as
+    any write to the agent's apps, scripts, log sources or metadata."""
+    conn.execute(
+        sa.update(_AGENTS)
+        .where(_AGENTS.c.id == agent_id)
+        .values(revision=_AGENTS.c.revision + 1)
     )

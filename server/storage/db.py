@@ -111,8 +111,11 @@ class Database:
     """An engine plus a session factory; the store every concern queries through."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        from server.storage.agentviews import AgentViewCache
+
         self.engine = engine
         self._sessions = sessionmaker(engine, class_=Session, expire_on_commit=False)
+        self.agent_views = AgentViewCache()
 
     @property
     def is_postgres(self) -> bool:

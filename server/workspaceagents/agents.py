@@ -17,9 +17,7 @@ from server.clock import Clock
 from server.errors import InvalidArgument, resource_not_found
 from server.prototime import to_timestamp
 from server.storage import agents as agent_store
-from server.storage import apps as app_store
-from server.storage import logs as log_store
-from server.storage import scripts as script_store
+from server.storage.agentviews import AgentChildren
 from server.storage.db import Database
 from server.workspaceagents.status import connection_status, health
 
@@ -82,21 +80,51 @@ def app_message(app: Any) -> pb.App:
     )
 
 
+def children_message(children: AgentChildren) -> pb.WorkspaceAgent:
+    """The part of the agent message built from its children: apps, scripts
+    and log sources. Built once per agent revision and merged into each reply."""
+    blocking = any(s.run_on_start and s.start_blocks_login for s in children.scripts)
+    return pb.WorkspaceAgent(
+        apps=[app_message(a) for a in children.apps],
+        log_sources=[
+            pb.LogSource(
+                id=str(s.id),
+                workspace_agent_id=str(s.workspace_agent_id),
+                created_at=to_timestamp(s.created_at),
+                display_name=s.display_name,
+                icon=s.icon,
+            )
+            for s in children.log_sources
+        ],
+        scripts=[
+            pb.Script(
+                id=str(s.id),
+                log_source_id=str(s.log_source_id),
+                log_path=s.log_path,
+                script=s.script,
+                cron=s.cron,
+                run_on_start=s.run_on_start,
+                run_on_stop=s.run_on_stop,
+                start_blocks_login=s.start_blocks_login,
+                timeout_seconds=s.timeout_seconds,
+                display_name=s.display_name,
+            )
+            for s in children.scripts
+        ],
+        startup_script_behavior="blocking" if blocking else "non-blocking",
+    )
+
+
 def build_agent_message(
-    db: Database,
     found: agent_store.AgentInWorkspace,
+    children: pb.WorkspaceAgent,
     *,
     now: dt.datetime,
     inactive_timeout: dt.timedelta,
 ) -> pb.WorkspaceAgent:
     agent = found.agent
-    with db.read() as conn:
-        apps = app_store.list_apps_by_agent_ids(conn, agent_ids=[agent.id])
-        sources = log_store.list_log_sources_by_agent_ids(conn, agent_ids=[agent.id])
-        scripts = script_store.list_scripts_by_agent_id(conn, agent_id=agent.id)
     conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
     healthy, reason = health(conn.status, agent.lifecycle_state)
-    blocking = any(s.run_on_start and s.start_blocks_login for s in scripts)
     msg = pb.WorkspaceAgent(
         id=str(agent.id),
         created_at=to_timestamp(agent.created_at),
@@ -120,39 +148,13 @@ def build_agent_message(
         expanded_directory=agent.expanded_directory,
         version=agent.version,
         api_version=agent.api_version,
-        apps=[app_message(a) for a in apps],
         connection_timeout_seconds=agent.connection_timeout_seconds,
         troubleshooting_url=agent.troubleshooting_url,
         subsystems=agent.subsystems,
         health=pb.Health(healthy=healthy, reason=reason),
         display_apps=[d for d in agent.display_apps if d in _VISIBLE_DISPLAY_APPS],
-        log_sources=[
-            pb.LogSource(
-                id=str(s.id),
-                workspace_agent_id=str(s.workspace_agent_id),
-                created_at=to_timestamp(s.created_at),
-                display_name=s.display_name,
-                icon=s.icon,
-            )
-            for s in sources
-        ],
-        scripts=[
-            pb.Script(
-                id=str(s.id),
-                log_source_id=str(s.log_source_id),
-                log_path=s.log_path,
-                script=s.script,
-                cron=s.cron,
-                run_on_start=s.run_on_start,
-                run_on_stop=s.run_on_stop,
-                start_blocks_login=s.start_blocks_login,
-                timeout_seconds=s.timeout_seconds,
-                display_name=s.display_name,
-            )
-            for s in scripts
-        ],
-        startup_script_behavior="blocking" if blocking else "non-blocking",
     )
+    msg.MergeFrom(children)
     if agent.parent_id is not None:
         msg.parent_id = str(agent.parent_id)
     return msg
@@ -166,5 +168,10 @@ def get_workspace_agent(
     agent_id_text: str,
     inactive_timeout: dt.timedelta,
 ) -> pb.WorkspaceAgent:
-    found = readable_agent(db, user=user, agent_id_text=agent_id_text)
-    return build_agent_message(db, found, now=clock.now(), inactive_timeout=inactive_timeout)
+    agent_id = parse_agent_id(agent_id_text)
+    with db.read() as conn:
+        found = agent_store.get_agent_in_workspace(conn, agent_id=agent_id)
+        if found is None or not can_read_workspace(user, found.workspace.owner_id):
+            raise resource_not_found()
+        children = db.agent_views.derived(conn, found.agent, "workspace_agent", children_message)
+    return build_agent_message(found, children, now=clock.now(), inactive_timeout=inactive_timeout)

@@ -1,0 +1,7 @@
+"""Runs every benchmark and prints its ratios (``make bench``)."""
+
+from bench import workspace_agent, wsgi_servers
+
+if __name__ == "__main__":
+    workspace_agent.main()
+    wsgi_servers.main()

@@ -1,0 +1,165 @@
+"""Shared pieces for benchmarks: a real `agentplane server` process on free
+ports with a temporary SQLite database, provisioned through the admin API,
+and small load generators that run for a fixed time."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+class AgentplaneProcess:
+    """`agentplane server` in a subprocess, as a user would run it."""
+
+    def __init__(self, database_url: str | None = None) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="agentplane-bench-")
+        self.http = f"127.0.0.1:{free_port()}"
+        self.grpc = f"127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "AGENTPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "AGENTPLANE_DATA_DIR": self.tmp.name,
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "server",
+            "--http-address",
+            self.http,
+            "--grpc-address",
+            self.grpc,
+        ]
+        if database_url:
+            args += ["--database-url", database_url]
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        wait_http(f"http://{self.http}/healthz")
+
+    def provision(self) -> dict[str, Any]:
+        with grpc.insecure_channel(self.grpc) as ch:
+            stub = admin_pb2_grpc.AdminServiceStub(ch)
+            md = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+            user = stub.CreateUser(admin_pb2.CreateUserRequest(username="bench"), metadata=md)
+            spec = (ROOT / "examples" / "workspace.yaml").read_text()
+            import yaml
+
+            build = stub.CreateWorkspace(
+                admin_pb2.CreateWorkspaceRequest(
+                    owner="bench", name="ws", spec_json=json.dumps(yaml.safe_load(spec))
+                ),
+                metadata=md,
+            ).build
+        main = next(a for a in build.agents if a.name == "main")
+        return {"api_key": user.api_key, "agent_id": main.id, "agent_token": main.auth_token}
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.tmp.cleanup()
+
+
+def run_for(seconds: float, workers: int, make_call: Callable[[], Callable[[], None]]) -> dict:
+    """Runs `workers` threads, each calling its own call() back to back for
+    `seconds`; returns throughput and latency percentiles."""
+    latencies: list[list[float]] = [[] for _ in range(workers)]
+    start_barrier = threading.Barrier(workers + 1)
+    stop_at = [0.0]
+
+    def worker(i: int) -> None:
+        call = make_call()
+        call()  # warm the connection
+        start_barrier.wait()
+        out = latencies[i]
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at[0]:
+                return
+            call()
+            out.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + 1e9
+    start_barrier.wait()
+    t_start = time.perf_counter()
+    stop_at[0] = t_start + seconds
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t_start
+    flat = sorted(x for lst in latencies for x in lst)
+    return {
+        "rps": len(flat) / elapsed,
+        "p50_ms": statistics.median(flat) * 1e3 if flat else float("nan"),
+        "p99_ms": flat[int(len(flat) * 0.99) - 1] * 1e3 if flat else float("nan"),
+        "n": len(flat),
+    }
+
+
+def http_getter(
+    address: str, path: str, headers: dict[str, str]
+) -> Callable[[], Callable[[], None]]:
+    host, port = address.rsplit(":", 1)
+
+    def make() -> Callable[[], None]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+
+        def call() -> None:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET {path}: {resp.status} {body[:200]!r}")
+
+        return call
+
+    return make
+
+
+def report(title: str, rows: list[tuple[str, dict]], baseline: str) -> None:
+    base = dict(rows)[baseline]["rps"]
+    print(f"\n{title}")
+    for name, r in rows:
+        print(
+            f"  {name:<44} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"p99 {r['p99_ms']:6.2f} ms  ratio {r['rps'] / base:6.1%}"
+        )
