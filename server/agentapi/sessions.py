@@ -1,0 +1,190 @@
+"""An agent's live session with this server process, written as Coder's
+connection monitor writes it: ``first_connected_at`` once,
+``last_connected_at`` refreshed, ``disconnected_at`` cleared while the agent
+is in contact, and set when its stream ends or it falls silent; plus
+``last_connected_replica_id`` (this process).
+
+* ``touch(caller)`` — every agent RPC. It writes only when the row is not
+  already "connected here, refreshed within the last few seconds", so an
+  agent's steady stream of calls costs a dict update, not a write per call.
+* ``hold(caller)`` — around a stream the agent keeps open (``me/reinit``,
+  the external-auth long-poll; later the tailnet Coordinate stream). While
+  held the session is refreshed on a timer; when the last hold ends the
+  agent is disconnected at once.
+* ``sweep()`` — the timer: refreshes held sessions and disconnects agents
+  that have been silent for longer than the inactivity timeout.
+
+Timestamps come from the injected clock; the timer itself runs on the event
+loop (real time), so tests drive ``sweep()`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+
+from server.clock import Clock, as_utc
+from server.storage import agentstatus
+from server.storage.agents import AgentInWorkspace
+from server.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Session:
+    last_seen: dt.datetime
+    last_written: dt.datetime | None = None
+    holds: int = 0
+
+
+class AgentSessions:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        inactive_timeout: dt.timedelta,
+        replica_id: uuid.UUID | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._inactive = inactive_timeout
+        # Coder refreshes every AgentConnectionUpdateFrequency (half the
+        # inactivity timeout); a third of that keeps a live agent well clear
+        # of the timeout even when a refresh is late.
+        self._refresh = max(inactive_timeout / 6, dt.timedelta(seconds=1))
+        self.replica_id = replica_id or uuid.uuid4()
+        self._lock = threading.Lock()
+        self._sessions: dict[uuid.UUID, _Session] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def refresh_interval(self) -> dt.timedelta:
+        return self._refresh
+
+    # -- contact ---------------------------------------------------------------
+    def touch(self, caller: AgentInWorkspace) -> None:
+        agent = caller.agent
+        now = self._clock.now()
+        with self._lock:
+            session = self._sessions.get(agent.id)
+            if session is None:
+                session = self._sessions[agent.id] = _Session(last_seen=now)
+            else:
+                session.last_seen = now
+        # The timer keeps running while any session is tracked (cheap check).
+        self._ensure_timer()
+        if self._is_fresh(agent, now):
+            return
+        self._write_connected(agent.id, now)
+
+    def _is_fresh(self, agent: object, now: dt.datetime) -> bool:
+        """The row already says: connected, here, refreshed recently."""
+        if (
+            agent.first_connected_at is None  # type: ignore[attr-defined]
+            or agent.disconnected_at is not None  # type: ignore[attr-defined]
+            or agent.last_connected_replica_id != self.replica_id  # type: ignore[attr-defined]
+        ):
+            return False
+        last = as_utc(agent.last_connected_at)  # type: ignore[attr-defined]
+        return last is not None and now - last < self._refresh
+
+    @contextlib.contextmanager
+    def hold(self, caller: AgentInWorkspace, *, stream: bool = True) -> Iterator[None]:
+        """Keeps the agent connected while a call is open. When the last
+        *stream* ends the agent is disconnected at once (Coder's connection
+        closing); a long-poll (``stream=False``) only counts as contact."""
+        agent_id = caller.agent.id
+        with self._lock:
+            known = agent_id in self._sessions
+        if not known:
+            # The authenticator normally touched it already for this call.
+            self.touch(caller)
+        with self._lock:
+            session = self._sessions.setdefault(agent_id, _Session(last_seen=self._clock.now()))
+            session.holds += 1
+        try:
+            yield
+        finally:
+            now = self._clock.now()
+            with self._lock:
+                session = self._sessions.get(agent_id)
+                last = session is not None and session.holds <= 1
+                if session is not None:
+                    session.holds -= 1
+                    session.last_seen = now
+                    if last and stream:
+                        del self._sessions[agent_id]
+            if last and stream:
+                self._write_disconnected(agent_id, seen_until=now, now=now)
+
+    # -- the timer ---------------------------------------------------------------
+    def sweep(self) -> None:
+        """Refreshes held sessions that are due; disconnects silent ones."""
+        now = self._clock.now()
+        refresh: list[uuid.UUID] = []
+        silent: list[tuple[uuid.UUID, dt.datetime]] = []
+        with self._lock:
+            for agent_id, session in list(self._sessions.items()):
+                if session.holds > 0:
+                    if session.last_written is None or now - session.last_written >= self._refresh:
+                        refresh.append(agent_id)
+                elif now - session.last_seen > self._inactive:
+                    silent.append((agent_id, session.last_seen))
+                    del self._sessions[agent_id]
+        for agent_id in refresh:
+            self._write_connected(agent_id, now)
+        for agent_id, last_seen in silent:
+            self._write_disconnected(agent_id, seen_until=last_seen, now=now)
+
+    def _ensure_timer(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not on the core's loop (a direct call in a test)
+        self._timer = loop.call_later(self._refresh.total_seconds(), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self.sweep()
+        except Exception:
+            log.exception("agent session sweep failed; retrying on the next tick")
+        with self._lock:
+            pending = bool(self._sessions)
+        if pending:
+            self._ensure_timer()
+
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    # -- writes ------------------------------------------------------------------
+    def _write_connected(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
+        with self._db.engine.begin() as conn:
+            agentstatus.mark_connected(conn, agent_id=agent_id, replica_id=self.replica_id, now=now)
+        with self._lock:
+            session = self._sessions.get(agent_id)
+            if session is not None:
+                session.last_written = now
+
+    def _write_disconnected(
+        self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
+    ) -> None:
+        with self._db.engine.begin() as conn:
+            agentstatus.mark_disconnected(
+                conn,
+                agent_id=agent_id,
+                replica_id=self.replica_id,
+                seen_until=seen_until,
+                now=now,
+            )

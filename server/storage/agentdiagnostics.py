@@ -1,0 +1,137 @@
+"""What agentplane remembers to explain a stuck agent (beyond Coder): refused
+connection attempts made with a token that belongs to a known agent — one
+of an older build, or of a deleted workspace."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from server.storage.agents import WorkspaceAgent
+from server.storage.types import required_timestamp
+from server.storage.workspaces import (
+    Workspace,
+    WorkspaceBuild,
+    WorkspaceResource,
+    latest_build_number_subquery,
+)
+
+
+class WorkspaceAgentTokenRejection(SQLModel, table=True):
+    __tablename__ = "workspace_agent_token_rejections"
+    __table_args__ = (
+        sa.Index(
+            "ix_workspace_agent_token_rejections_workspace_id_agent_name",
+            "workspace_id",
+            "agent_name",
+        ),
+    )
+
+    # The agent the refused token belongs to (one row per agent: the newest
+    # refusal wins).
+    agent_id: uuid.UUID = Field(
+        foreign_key="workspace_agents.id", primary_key=True, ondelete="CASCADE"
+    )
+    workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", ondelete="CASCADE")
+    agent_name: str = Field(max_length=64)
+    build_number: int
+    reason: str = Field(sa_type=sa.Text)
+    rejected_at: dt.datetime = required_timestamp()
+    attempts: int = Field(default=1, sa_type=sa.BigInteger)
+
+
+_AGENTS = WorkspaceAgent.__table__
+_RESOURCES = WorkspaceResource.__table__
+_BUILDS = WorkspaceBuild.__table__
+_WORKSPACES = Workspace.__table__
+_REJECTIONS = WorkspaceAgentTokenRejection.__table__
+
+# Any agent holding this token, whether or not it may still act.
+_ANY_BY_TOKEN = (
+    sa.select(
+        _AGENTS.c.id,
+        _AGENTS.c.name,
+        _AGENTS.c.deleted,
+        _BUILDS.c.build_number,
+        _WORKSPACES.c.id.label("workspace_id"),
+        _WORKSPACES.c.deleted.label("workspace_deleted"),
+        latest_build_number_subquery().label("latest_build_number"),
+    )
+    .select_from(
+        _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id)
+        .join(_BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id)
+        .join(_WORKSPACES, _WORKSPACES.c.id == _BUILDS.c.workspace_id)
+    )
+    .where(_AGENTS.c.auth_token_hash == sa.bindparam("token_hash"))
+)
+_BUMP = (
+    sa.update(_REJECTIONS)
+    .where(_REJECTIONS.c.agent_id == sa.bindparam("b_agent_id"))
+    .values(
+        reason=sa.bindparam("b_reason"),
+        rejected_at=sa.bindparam("now"),
+        attempts=_REJECTIONS.c.attempts + 1,
+    )
+)
+_NEWEST_FOR_NAME = (
+    sa.select(_REJECTIONS)
+    .where(
+        _REJECTIONS.c.workspace_id == sa.bindparam("workspace_id"),
+        _REJECTIONS.c.agent_name == sa.bindparam("agent_name"),
+        _REJECTIONS.c.rejected_at >= sa.bindparam("since"),
+    )
+    .order_by(_REJECTIONS.c.rejected_at.desc())
+    .limit(1)
+)
+
+
+def find_agent_by_token_hash(conn: sa.Connection, *, token_hash: str) -> Any:
+    """The agent owning the token with its build, its workspace's latest
+    build number and the deleted flags; None for an unknown token."""
+    return conn.execute(_ANY_BY_TOKEN, {"token_hash": token_hash}).first()
+
+
+def record_rejection(
+    conn: sa.Connection,
+    *,
+    agent_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    agent_name: str,
+    build_number: int,
+    reason: str,
+    now: dt.datetime,
+) -> None:
+    params = {"b_agent_id": agent_id, "b_reason": reason, "now": now}
+    if conn.execute(_BUMP, params).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                _REJECTIONS.insert(),
+                {
+                    "agent_id": agent_id,
+                    "workspace_id": workspace_id,
+                    "agent_name": agent_name,
+                    "build_number": build_number,
+                    "reason": reason,
+                    "rejected_at": now,
+                    "attempts": 1,
+                },
+            )
+    except sa.exc.IntegrityError:
+        conn.execute(_BUMP, params)
+
+
+def newest_rejection_for_agent_name(
+    conn: sa.Connection, *, workspace_id: uuid.UUID, agent_name: str, since: dt.datetime
+) -> Any:
+    """The newest refusal, at or after ``since``, of a token of any agent of
+    this name in the workspace (this build's or an older one's)."""
+    return conn.execute(
+        _NEWEST_FOR_NAME,
+        {"workspace_id": workspace_id, "agent_name": agent_name, "since": since},
+    ).first()

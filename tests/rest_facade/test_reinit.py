@@ -1,0 +1,112 @@
+"""GET me/reinit: Server-Sent Events over a real HTTP connection — a ping
+at once, a data event when an admin asks for reinitialization, and the
+agent's session held while the stream is open."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import uuid
+
+import pytest
+from agentplane.admin.v1 import admin_pb2
+
+from server.storage.agents import WorkspaceAgent
+from tests.conftest import ADMIN_METADATA
+from tests.rest_facade._live import live_facade, wait_until
+
+PATH = "/api/v2/workspaceagents/me/reinit"
+
+
+@pytest.fixture
+def settings(settings):
+    # Keep-alives every second, so a closed client is noticed quickly.
+    return dataclasses.replace(settings, sse_keepalive_seconds=1)
+
+
+class SSEClient:
+    def __init__(self, base: str, path: str, token: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.conn.request("GET", path, headers={"Coder-Session-Token": token})
+        self.resp = self.conn.getresponse()
+
+    def event(self) -> tuple[str, dict | None]:
+        """The next event as (type, data)."""
+        lines = []
+        while True:
+            line = self.resp.readline().decode()
+            assert line, "stream ended"
+            if line == "\n":
+                break
+            lines.append(line.rstrip("\n"))
+        fields = dict(line.split(": ", 1) for line in lines)
+        return fields["event"], json.loads(fields["data"]) if "data" in fields else None
+
+    def close(self) -> None:
+        # The response holds its own reference to the socket.
+        self.resp.close()
+        self.conn.close()
+
+
+def _row(db, agent_id: str) -> WorkspaceAgent:
+    with db.session() as s:
+        return s.get(WorkspaceAgent, uuid.UUID(agent_id))
+
+
+def test_ping_then_reinit_event(db, settings, core, provision) -> None:
+    ws = provision.workspace()
+    main = ws.agent("main")
+    with live_facade(settings, core.address) as base:
+        client = SSEClient(base, PATH, main.auth_token)
+        try:
+            assert client.resp.status == 200
+            assert client.resp.getheader("Content-Type") == "text/event-stream"
+            assert client.resp.getheader("Cache-Control") == "no-cache"
+            assert client.event() == ("ping", None)
+            assert _row(db, main.id).disconnected_at is None  # the stream holds the session
+            provision.stub.ReinitWorkspace(
+                admin_pb2.ReinitWorkspaceRequest(owner=ws.username, name="ws"),
+                metadata=ADMIN_METADATA,
+            )
+            kind, data = client.event()
+            while kind == "ping":
+                kind, data = client.event()
+            assert kind == "data"
+            assert data == {
+                "workspace_id": ws.workspace_id,
+                "reason": "prebuild_claimed",
+                "owner_id": ws.user_id,
+            }
+        finally:
+            client.close()
+        # The client went away: the facade notices at its next write and the
+        # core ends the stream, which disconnects the agent.
+        wait_until(lambda: _row(db, main.id).disconnected_at is not None, what="disconnect")
+
+
+def test_wait_reports_an_earlier_request(settings, core, provision) -> None:
+    ws = provision.workspace()
+    provision.stub.ReinitWorkspace(
+        admin_pb2.ReinitWorkspaceRequest(owner=ws.username, name="ws"), metadata=ADMIN_METADATA
+    )
+    with live_facade(settings, core.address) as base:
+        client = SSEClient(base, f"{PATH}?wait=true", ws.agent("main").auth_token)
+        try:
+            assert client.event() == ("ping", None)
+            kind, data = client.event()
+            assert kind == "data" and data["reason"] == "prebuild_claimed"
+        finally:
+            client.close()
+
+
+def test_errors_before_the_stream_are_json(rest, provision) -> None:
+    ws = provision.workspace()
+    resp = rest.get(PATH, headers={"Coder-Session-Token": ws.api_key})
+    assert resp.status_code == 401 and resp.is_json
+    assert resp.get_json()["message"] == "Workspace agent token invalid."
+    resp = rest.get(
+        f"{PATH}?wait=maybe", headers={"Coder-Session-Token": ws.agent("main").auth_token}
+    )
+    assert resp.status_code == 400 and resp.get_json()["message"] == "Invalid query parameters."
