@@ -1,0 +1,237 @@
+"""Log ingestion, 100-line batches.
+
+* gRPC ``BatchCreateLogs`` on SQLite vs raw ``sqlite3.executemany`` into the
+  same table shape (the local limit; target >= 50 %) and vs a naive
+  Flask + SQLite handler inserting the batch with the ORM (target >= 4x).
+* REST ``PATCH /me/logs`` vs the same naive handler (target >= 2x).
+* On PostgreSQL: ``BatchCreateLogs`` vs psycopg ``COPY`` of the batch in its
+  own transaction (target >= 60 %).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+import psycopg
+from coder.agent.v2 import agent_pb2, agent_pb2_grpc
+
+from bench.harness import (
+    ROOT,
+    AgentplaneProcess,
+    free_port,
+    http_patcher,
+    report,
+    run_for,
+    wait_http,
+)
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+LINES = 100
+PG_URL = os.environ.get("AGENTPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+LINE = "2026-11-25T04:00:00Z INFO building layer 7/12: fetching https://example.com/pkg.tar.gz"
+
+SCHEMA = """
+CREATE TABLE workspace_agent_logs (
+  id INTEGER PRIMARY KEY, agent_id CHAR(32) NOT NULL, created_at DATETIME NOT NULL,
+  output VARCHAR(1024) NOT NULL, level VARCHAR(8) NOT NULL, log_source_id CHAR(32) NOT NULL)
+"""
+
+
+def raw_sqlite_caller(path: str) -> Callable[[], Callable[[], None]]:
+    def make() -> Callable[[], None]:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        agent, source = uuid.uuid4().hex, uuid.uuid4().hex
+
+        def call() -> None:
+            now = dt.datetime.now(dt.UTC).isoformat()
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO workspace_agent_logs (agent_id, created_at, output, level,"
+                " log_source_id) VALUES (?, ?, ?, ?, ?)",
+                [(agent, now, LINE, "info", source) for _ in range(LINES)],
+            )
+            conn.execute("COMMIT")
+
+        return call
+
+    return make
+
+
+def raw_copy_caller(dsn: str, table: str) -> Callable[[], Callable[[], None]]:
+    def make() -> Callable[[], None]:
+        conn = psycopg.connect(dsn)
+        agent, source = uuid.uuid4(), uuid.uuid4()
+
+        def call() -> None:
+            now = dt.datetime.now(dt.UTC)
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    f"COPY {table} (agent_id, created_at, output, level, log_source_id) FROM STDIN"
+                ) as copy,
+            ):
+                for _ in range(LINES):
+                    copy.write_row((agent, now, LINE, "info", source))
+            conn.commit()
+
+        return call
+
+    return make
+
+
+def grpc_logs_caller(address: str, tokens: list[str]) -> Callable[[], Callable[[], None]]:
+    request_logs = [agent_pb2.Log(output=LINE, level=agent_pb2.Log.Level.INFO)] * LINES
+    taken = iter(range(10**9))
+
+    def make() -> Callable[[], None]:
+        token = tokens[next(taken) % len(tokens)]
+        stub = agent_pb2_grpc.AgentStub(grpc.insecure_channel(address))
+        req = agent_pb2.BatchCreateLogsRequest(log_source_id=bytes(16), logs=request_logs)
+        md = (("coder-session-token", token),)
+
+        def call() -> None:
+            if stub.BatchCreateLogs(req, metadata=md, timeout=10).log_limit_exceeded:
+                raise RuntimeError("log limit reached; raise --agent-logs-limit-bytes")
+
+        return call
+
+    return make
+
+
+def _tokens(server: AgentplaneProcess, n: int) -> list[str]:
+    return [server.provision(f"logs{i}")["agent_token"] for i in range(n)]
+
+
+def main() -> dict[str, float]:
+    results: dict[str, float] = {}
+    big_limit = {"AGENTPLANE_AGENT_LOGS_LIMIT_BYTES": str(2**31 - 1)}
+    body = json.dumps({"logs": [{"output": LINE, "level": "info"}] * LINES})
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path = os.path.join(tmp, "raw.db")
+        with sqlite3.connect(raw_path) as conn:
+            conn.execute(SCHEMA)
+        server = AgentplaneProcess(env=big_limit)
+        naive = None
+        try:
+            tokens = _tokens(server, 4)
+            naive_addr = f"127.0.0.1:{free_port()}"
+            naive = subprocess.Popen(
+                [sys.executable, "-m", "bench.naive_logs", naive_addr, os.path.join(tmp, "n.db")],
+                cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_http(f"http://{naive_addr}/healthz")
+            for workers in (1, 4):
+                rows = [
+                    (
+                        "raw sqlite3 executemany (local limit)",
+                        run_for(SECONDS, workers, raw_sqlite_caller(raw_path)),
+                    ),
+                    (
+                        "gRPC BatchCreateLogs",
+                        run_for(SECONDS, workers, grpc_logs_caller(server.grpc, tokens)),
+                    ),
+                    (
+                        "REST PATCH /me/logs",
+                        run_for(
+                            SECONDS,
+                            workers,
+                            http_patcher(
+                                server.http, "/api/v2/workspaceagents/me/logs", body, tokens
+                            ),
+                        ),
+                    ),
+                    (
+                        "naive Flask + SQLite ORM handler",
+                        run_for(SECONDS, workers, http_patcher(naive_addr, "/logs", body, tokens)),
+                    ),
+                ]
+                report(
+                    f"100-line batches on SQLite, {workers} concurrent sender(s)",
+                    rows,
+                    "raw sqlite3 executemany (local limit)",
+                )
+                r = dict(rows)
+                results[f"grpc_vs_raw_c{workers}"] = (
+                    r["gRPC BatchCreateLogs"]["rps"]
+                    / r["raw sqlite3 executemany (local limit)"]["rps"]
+                )
+                results[f"grpc_vs_naive_c{workers}"] = (
+                    r["gRPC BatchCreateLogs"]["rps"] / r["naive Flask + SQLite ORM handler"]["rps"]
+                )
+                results[f"rest_vs_naive_c{workers}"] = (
+                    r["REST PATCH /me/logs"]["rps"] / r["naive Flask + SQLite ORM handler"]["rps"]
+                )
+                print(
+                    f"  gRPC/raw {results[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%), "
+                    f"gRPC/naive {results[f'grpc_vs_naive_c{workers}']:.1f}x (>= 4x), "
+                    f"REST/naive {results[f'rest_vs_naive_c{workers}']:.1f}x (>= 2x)"
+                )
+        finally:
+            if naive is not None:
+                naive.terminate()
+                naive.wait(10)
+            server.close()
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.Error as err:
+        print(f"\nPostgreSQL benchmark skipped: {err}")
+        return results
+    pg_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    server = AgentplaneProcess(database_url=pg_url, env=big_limit)
+    try:
+        tokens = _tokens(server, 4)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE raw_logs (id BIGSERIAL PRIMARY KEY, agent_id UUID NOT NULL,"
+                " created_at TIMESTAMPTZ NOT NULL, output VARCHAR(1024) NOT NULL,"
+                " level VARCHAR(8) NOT NULL, log_source_id UUID NOT NULL)"
+            )
+            conn.execute("CREATE INDEX ON raw_logs (agent_id, id)")
+        for workers in (1, 4):
+            rows = [
+                (
+                    "psycopg COPY per batch (local limit)",
+                    run_for(SECONDS, workers, raw_copy_caller(pg_url, "raw_logs")),
+                ),
+                (
+                    "gRPC BatchCreateLogs",
+                    run_for(SECONDS, workers, grpc_logs_caller(server.grpc, tokens)),
+                ),
+            ]
+            report(
+                f"100-line batches on PostgreSQL, {workers} concurrent sender(s)",
+                rows,
+                "psycopg COPY per batch (local limit)",
+            )
+            r = dict(rows)
+            results[f"pg_grpc_vs_copy_c{workers}"] = (
+                r["gRPC BatchCreateLogs"]["rps"] / r["psycopg COPY per batch (local limit)"]["rps"]
+            )
+            print(f"  gRPC/COPY {results[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%)")
+    finally:
+        server.close()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return results
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"\n({time.perf_counter() - start:.0f} s)")

@@ -1,0 +1,121 @@
+"""BatchCreateLogs: an agent's log lines, stored atomically under the
+per-agent byte limit.
+
+Serves ``coder.agent.v2.Agent/BatchCreateLogs`` (REST ``PATCH
+/api/v2/workspaceagents/me/logs`` and the legacy ``PATCH me/startup-logs``).
+Coder's rules: the server stamps the batch with its own time; each line is cut
+to 1024 characters; the limit counts the bytes of the lines as sent (before
+the cut); the batch that would cross the limit is refused whole and marks the
+agent overflowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from coder.agent.v2 import agent_pb2
+
+from server.clock import Clock
+from server.errors import InvalidArgument
+from server.pubsub import AGENT_LOGS
+from server.storage import logs as log_store
+from server.storage.agents import AgentInWorkspace
+from server.storage.db import Database
+
+LEVELS = {
+    agent_pb2.Log.Level.LEVEL_UNSPECIFIED: "info",  # Coder: unspecified means info
+    agent_pb2.Log.Level.TRACE: "trace",
+    agent_pb2.Log.Level.DEBUG: "debug",
+    agent_pb2.Log.Level.INFO: "info",
+    agent_pb2.Log.Level.WARN: "warn",
+    agent_pb2.Log.Level.ERROR: "error",
+}
+
+
+def log_source_id(raw: bytes) -> uuid.UUID:
+    if len(raw) != 16:
+        raise InvalidArgument(
+            "Invalid log source id.", detail=f"log source id must be 16 bytes, got {len(raw)}"
+        )
+    source = uuid.UUID(bytes=raw)
+    # Coder: the nil UUID means the built-in "External" source.
+    return log_store.EXTERNAL_SOURCE_ID if source.int == 0 else source
+
+
+def prepare_batch(logs: Sequence[agent_pb2.Log]) -> tuple[list[log_store.NewLog], int]:
+    """Validated rows (lines cut to 1024 characters) and the batch's size in
+    bytes as sent, which is what the limit counts."""
+    items = []
+    size = 0
+    for log in logs:
+        level = LEVELS.get(log.level)
+        if level is None:
+            raise InvalidArgument(
+                "Invalid log level provided.", detail=f'invalid log level: "{log.level}"'
+            )
+        size += len(log.output.encode())
+        items.append(log_store.NewLog(log.output[: log_store.MAX_LINE_CHARS], level))
+    return items, size
+
+
+def write_batch(
+    db: Database,
+    conn: sa.Connection,
+    *,
+    agent_id: uuid.UUID,
+    source_id: uuid.UUID,
+    items: Sequence[log_store.NewLog],
+    size: int,
+    now: dt.datetime,
+    limit_bytes: int,
+    source_known: bool = False,
+) -> bool:
+    """One batch inside the caller's transaction; True when the limit refused it."""
+    if not log_store.claim_log_budget(conn, agent_id=agent_id, n=size, limit=limit_bytes):
+        if log_store.mark_logs_overflowed(conn, agent_id=agent_id):
+            # Followers learn of the overflow in-stream.
+            db.pubsub.publish(conn, AGENT_LOGS, str(agent_id))
+        return True
+    if source_id == log_store.EXTERNAL_SOURCE_ID and not source_known:
+        log_store.insert_log_source_if_absent(
+            conn,
+            agent_id=agent_id,
+            source_id=source_id,
+            display_name=log_store.EXTERNAL_SOURCE_NAME,
+            icon=log_store.EXTERNAL_SOURCE_ICON,
+            now=now,
+        )
+    log_store.insert_logs(conn, agent_id=agent_id, source_id=source_id, created_at=now, logs=items)
+    db.pubsub.publish(conn, AGENT_LOGS, str(agent_id))
+    return False
+
+
+def batch_create_logs(
+    db: Database,
+    clock: Clock,
+    *,
+    caller: AgentInWorkspace,
+    source_id: uuid.UUID,
+    logs: Sequence[agent_pb2.Log],
+    limit_bytes: int,
+) -> bool:
+    """Stores one batch in its own transaction; True when the limit refused
+    it. (The servicer goes through LogWriter, which commits concurrent
+    batches together.)"""
+    if not logs:
+        return False
+    items, size = prepare_batch(logs)
+    with db.write() as conn:
+        return write_batch(
+            db,
+            conn,
+            agent_id=caller.agent.id,
+            source_id=source_id,
+            items=items,
+            size=size,
+            now=clock.now(),
+            limit_bytes=limit_bytes,
+        )

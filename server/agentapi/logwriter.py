@@ -1,0 +1,115 @@
+"""Group commit for BatchCreateLogs.
+
+Log batches are the hottest write; on both backends the commit, not the
+rows, dominates a small batch. Batches that arrive while a commit is in
+progress are written together in the next transaction, on a worker thread
+(so the event loop keeps accepting them). Each batch keeps its own budget
+check and overflow outcome, and a caller is answered only after the
+transaction holding its batch has committed: acknowledged means stored.
+If a shared transaction fails, its batches are retried one transaction each,
+so one bad batch cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from server.agentapi.logs import write_batch
+from server.clock import Clock
+from server.storage import logs as log_store
+from server.storage.db import Database
+
+# Agents known to have the built-in External source (skips a read per batch).
+_MAX_KNOWN_SOURCES = 100_000
+
+
+@dataclasses.dataclass
+class _Job:
+    agent_id: uuid.UUID
+    source_id: uuid.UUID
+    items: Sequence[log_store.NewLog]
+    size: int
+    future: asyncio.Future[bool]
+
+
+class LogWriter:
+    def __init__(self, db: Database, clock: Clock, *, limit_bytes: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._limit = limit_bytes
+        self._pending: list[_Job] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._known: set[tuple[uuid.UUID, uuid.UUID]] = set()
+
+    async def submit(
+        self,
+        *,
+        agent_id: uuid.UUID,
+        source_id: uuid.UUID,
+        items: Sequence[log_store.NewLog],
+        size: int,
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        job = _Job(agent_id, source_id, items, size, loop.create_future())
+        self._pending.append(job)
+        if self._drain is None or self._drain.done():
+            self._drain = loop.create_task(self._drain_all(), name="log-writer")
+        # Shielded: a caller that goes away does not cancel its batch, which
+        # may already be in a transaction with others.
+        return await asyncio.shield(job.future)
+
+    async def _drain_all(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            outcomes = await asyncio.to_thread(self._write_group, group, self._clock.now())
+            for job, outcome in zip(group, outcomes, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    def _write_group(self, group: list[_Job], now: dt.datetime) -> list[bool | BaseException]:
+        try:
+            with self._db.write() as conn:
+                results: list[bool | BaseException] = [self._write(conn, job, now) for job in group]
+        except Exception:
+            if len(group) == 1:
+                return [self._write_alone(group[0], now)]
+            return [self._write_alone(job, now) for job in group]
+        self._remember(group, results)
+        return results
+
+    def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException:
+        try:
+            with self._db.write() as conn:
+                result = self._write(conn, job, now)
+        except Exception as err:
+            return err
+        self._remember([job], [result])
+        return result
+
+    def _write(self, conn: object, job: _Job, now: dt.datetime) -> bool:
+        return write_batch(
+            self._db,
+            conn,  # type: ignore[arg-type]
+            agent_id=job.agent_id,
+            source_id=job.source_id,
+            items=job.items,
+            size=job.size,
+            now=now,
+            limit_bytes=self._limit,
+            source_known=(job.agent_id, job.source_id) in self._known,
+        )
+
+    def _remember(self, group: list[_Job], results: list[bool | BaseException]) -> None:
+        if len(self._known) > _MAX_KNOWN_SOURCES:
+            self._known.clear()
+        for job, result in zip(group, results, strict=True):
+            if result is False and job.source_id == log_store.EXTERNAL_SOURCE_ID:
+                self._known.add((job.agent_id, job.source_id))

@@ -1,0 +1,252 @@
+"""Cross-request (and cross-replica) wake-ups: "something changed for key K
+on topic T; go and re-read it".
+
+Notifications carry only ids, never data: a subscriber re-reads the rows it
+cares about, so a lost or coalesced notification costs latency, not
+correctness, as long as subscribers also re-poll on a timer (they do) and
+after the listener reconnects (every subscriber is woken then).
+
+* ``InProcessPubSub`` — one process (the SQLite default).
+* ``PostgresPubSub`` — several replicas on one PostgreSQL: ``pg_notify``
+  inside the writer's transaction (delivered exactly when it commits) and one
+  ``LISTEN`` connection per process fanning out to local subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+# Topics (the key is the id of the thing that changed).
+AGENT_LOGS = "agent-logs"  # key: agent id; a batch was stored or the agent overflowed
+WORKSPACE = "workspace"  # key: workspace id; a new build was created
+
+# One PostgreSQL channel for everything; the payload is "<topic>:<key>".
+PG_CHANNEL = "agentplane_events"
+# NOTIFY payloads must stay far below PostgreSQL's 8000-byte cap.
+MAX_PAYLOAD = 512
+
+
+Topic = tuple[str, str]
+
+
+class Subscription:
+    """Wakes when any of its (topic, key) pairs is published; wake-ups
+    coalesce into one."""
+
+    def __init__(self, hub: _Hub, keys: tuple[Topic, ...]) -> None:
+        self._hub = hub
+        self.keys = keys
+        self._event = asyncio.Event()
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    def sequence(self) -> int:
+        """Grows with every notification delivered for this subscription's
+        keys in this process (for caches keyed on "after notification N")."""
+        return max(self._hub.seq.get(key, 0) for key in self.keys)
+
+    async def wait(self, timeout: float) -> bool:
+        """True if woken, False on timeout (callers re-poll either way)."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+    def close(self) -> None:
+        self._hub.remove(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Hub:
+    """Local fan-out of (topic, key) wake-ups to subscriptions, on one loop."""
+
+    def __init__(self) -> None:
+        self._subs: dict[Topic, set[Subscription]] = defaultdict(set)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Key -> the hub-wide delivery counter at its last delivery: never
+        # goes back, even when every subscriber leaves and others come (one
+        # int per key ever followed).
+        self.seq: dict[Topic, int] = {}
+        self._counter = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def add(self, sub: Subscription) -> None:
+        for key in sub.keys:
+            self._subs[key].add(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        for key in sub.keys:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]
+
+    def deliver(self, topic: str, key: str) -> None:
+        subs = self._subs.get((topic, key))
+        if not subs:
+            return
+        self._counter += 1
+        self.seq[(topic, key)] = self._counter
+        for sub in list(subs):
+            sub._wake()
+
+    def deliver_threadsafe(self, topic: str, key: str) -> None:
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self.deliver(topic, key)
+        else:
+            loop.call_soon_threadsafe(self.deliver, topic, key)
+
+    def wake_all(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub._wake()
+
+    def count_key(self, key: Topic) -> int:
+        return len(self._subs.get(key, ()))
+
+    def count(self) -> int:
+        return len({sub for subs in self._subs.values() for sub in subs})
+
+
+class InProcessPubSub:
+    """Publishing wakes subscribers of this process only."""
+
+    def __init__(self) -> None:
+        self._hub = _Hub()
+
+    async def start(self) -> None:
+        self._hub.bind(asyncio.get_running_loop())
+
+    async def close(self) -> None:
+        self._hub.wake_all()
+
+    def subscribe(self, *keys: Topic) -> Subscription:
+        sub = Subscription(self._hub, keys)
+        self._hub.add(sub)
+        return sub
+
+    def publish(self, conn: sa.Connection | Any, topic: str, key: str) -> None:
+        """Called inside the writer's transaction (from ``Database.write`` or
+        ``Database.session``); delivered once it commits, so a woken reader
+        sees the rows."""
+        from server.storage.db import after_commit
+
+        after_commit(conn, lambda: self._hub.deliver_threadsafe(topic, key))
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._hub.count()
+
+    def subscribers(self, topic: str, key: str) -> int:
+        return self._hub.count_key((topic, key))
+
+
+class PostgresPubSub:
+    """NOTIFY in the writer's transaction; one LISTEN connection per process."""
+
+    def __init__(self, dsn: str, *, reconnect_delay: float = 0.5) -> None:
+        self._dsn = dsn
+        self._hub = _Hub()
+        self._task: asyncio.Task[None] | None = None
+        self._reconnect_delay = reconnect_delay
+        self._listening = asyncio.Event()
+        self._closing = False
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._hub.bind(asyncio.get_running_loop())
+        self._task = asyncio.create_task(self._listen_forever(), name="pg-listen")
+        # Bounded: a server whose database is down still starts, and its
+        # followers fall back to re-polling until the listener connects.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), timeout=10)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._hub.wake_all()
+
+    async def _listen_forever(self) -> None:
+        while not self._closing:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=10
+                ) as conn:
+                    await conn.execute(f"LISTEN {PG_CHANNEL}")
+                    self._listening.set()
+                    # Anything published while we were not listening is
+                    # recovered by waking everyone to re-read.
+                    self._hub.wake_all()
+                    async for note in conn.notifies():
+                        topic, _, key = note.payload.partition(":")
+                        self._hub.deliver(topic, key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("pubsub listener lost its connection (%s); reconnecting", err)
+            self._listening.clear()
+            self.reconnects += 1
+            self._hub.wake_all()
+            await asyncio.sleep(self._reconnect_delay)
+
+    def subscribe(self, *keys: Topic) -> Subscription:
+        sub = Subscription(self._hub, keys)
+        self._hub.add(sub)
+        return sub
+
+    def publish(self, conn: sa.Connection | Any, topic: str, key: str) -> None:
+        payload = f"{topic}:{key}"
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError("pubsub payloads carry ids, not data")
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": PG_CHANNEL, "payload": payload},
+        )
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._hub.count()
+
+    def subscribers(self, topic: str, key: str) -> int:
+        return self._hub.count_key((topic, key))
+
+
+PubSub = InProcessPubSub | PostgresPubSub
+
+
+def pubsub_for(engine: sa.Engine) -> PubSub:
+    if engine.dialect.name == "postgresql":
+        url = engine.url.set(drivername="postgresql")
+        return PostgresPubSub(url.render_as_string(hide_password=False))
+    return InProcessPubSub()

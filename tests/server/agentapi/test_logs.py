@@ -1,0 +1,183 @@
+"""BatchCreateLogs: at the concern function and through the live core."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from coder.agent.v2 import agent_pb2, agent_pb2_grpc
+
+from server.agentapi.logs import batch_create_logs, log_source_id
+from server.errors import InvalidArgument
+from server.storage import agents as agent_store
+from server.storage import logs as log_store
+from server.storage.logs import EXTERNAL_SOURCE_ID, WorkspaceAgentLog
+from tests.conftest import token_md
+
+L = agent_pb2.Log.Level
+
+
+def _caller(db, ws):
+    with db.read() as conn:
+        return agent_store.get_agent_in_workspace(conn, agent_id=uuid.UUID(ws.agent("main").id))
+
+
+def _rows(db, agent_id: str) -> list:
+    t = WorkspaceAgentLog.__table__
+    with db.read() as conn:
+        return list(
+            conn.execute(sa.select(t).where(t.c.agent_id == uuid.UUID(agent_id)).order_by(t.c.id))
+        )
+
+
+def _state(db, agent_id: str):
+    with db.read() as conn:
+        return log_store.get_log_state(conn, agent_id=uuid.UUID(agent_id))
+
+
+def _logs(*outputs: str, level=L.INFO) -> list[agent_pb2.Log]:
+    return [agent_pb2.Log(output=o, level=level) for o in outputs]
+
+
+def test_batch_is_stored_with_server_time_and_levels(db, clock, provision) -> None:
+    ws = provision.workspace()
+    logs = [
+        agent_pb2.Log(output="a", level=L.LEVEL_UNSPECIFIED),
+        agent_pb2.Log(output="b", level=L.ERROR),
+    ]
+    logs[0].created_at.FromSeconds(1)  # ignored: the server stamps the batch
+    assert not batch_create_logs(
+        db,
+        clock,
+        caller=_caller(db, ws),
+        source_id=EXTERNAL_SOURCE_ID,
+        logs=logs,
+        limit_bytes=1 << 20,
+    )
+    rows = _rows(db, ws.agent("main").id)
+    assert [(r.output, r.level) for r in rows] == [("a", "info"), ("b", "error")]
+    assert {r.created_at.replace(tzinfo=None) for r in rows} == {clock.now().replace(tzinfo=None)}
+    assert _state(db, ws.agent("main").id).logs_length == 2
+
+
+def test_lines_are_cut_to_1024_characters_but_counted_whole(db, clock, provision) -> None:
+    ws = provision.workspace()
+    long_line = "é" * 1500  # 1500 characters, 3000 bytes
+    batch_create_logs(
+        db,
+        clock,
+        caller=_caller(db, ws),
+        source_id=EXTERNAL_SOURCE_ID,
+        logs=_logs(long_line),
+        limit_bytes=1 << 20,
+    )
+    (row,) = _rows(db, ws.agent("main").id)
+    assert row.output == "é" * 1024
+    assert _state(db, ws.agent("main").id).logs_length == 3000
+
+
+def test_overflow_edge_exactly_at_the_limit(db, clock, provision) -> None:
+    ws = provision.workspace()
+    caller = _caller(db, ws)
+
+    def send(*outputs: str) -> bool:
+        return batch_create_logs(
+            db,
+            clock,
+            caller=caller,
+            source_id=EXTERNAL_SOURCE_ID,
+            logs=_logs(*outputs),
+            limit_bytes=100,
+        )
+
+    assert send("x" * 60) is False
+    assert send("y" * 40) is False  # exactly 100: allowed
+    state = _state(db, ws.agent("main").id)
+    assert (state.logs_length, state.logs_overflowed) == (100, False)
+    assert send("z") is True  # one byte over: refused whole, agent marked
+    state = _state(db, ws.agent("main").id)
+    assert (state.logs_length, state.logs_overflowed) == (100, True)
+    assert send("") is True  # nothing more is ever stored
+    assert [len(r.output) for r in _rows(db, ws.agent("main").id)] == [60, 40]
+
+
+def test_the_crossing_batch_leaves_nothing(db, clock, provision) -> None:
+    ws = provision.workspace()
+    assert batch_create_logs(
+        db,
+        clock,
+        caller=_caller(db, ws),
+        source_id=EXTERNAL_SOURCE_ID,
+        logs=_logs("a" * 30, "b" * 30, "c" * 50),
+        limit_bytes=100,
+    )
+    assert _rows(db, ws.agent("main").id) == []
+
+
+def test_empty_batch_is_ok_and_writes_nothing(db, clock, provision) -> None:
+    ws = provision.workspace()
+    assert (
+        batch_create_logs(
+            db,
+            clock,
+            caller=_caller(db, ws),
+            source_id=EXTERNAL_SOURCE_ID,
+            logs=[],
+            limit_bytes=100,
+        )
+        is False
+    )
+    assert _state(db, ws.agent("main").id).logs_length == 0
+
+
+def test_source_id_rules() -> None:
+    assert log_source_id(uuid.UUID(int=0).bytes) == EXTERNAL_SOURCE_ID
+    other = uuid.uuid4()
+    assert log_source_id(other.bytes) == other
+    with pytest.raises(InvalidArgument):
+        log_source_id(b"short")
+
+
+def test_servicer_external_source_and_limit(channel, provision, settings, db) -> None:
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    md = token_md(ws.agent("main").auth_token)
+    resp = stub.BatchCreateLogs(
+        agent_pb2.BatchCreateLogsRequest(log_source_id=uuid.UUID(int=0).bytes, logs=_logs("hi")),
+        metadata=md,
+    )
+    assert resp.log_limit_exceeded is False
+    # The built-in External source now exists for the agent, once.
+    stub.BatchCreateLogs(
+        agent_pb2.BatchCreateLogsRequest(log_source_id=uuid.UUID(int=0).bytes, logs=_logs("x")),
+        metadata=md,
+    )
+    with db.read() as conn:
+        sources = log_store.list_log_sources_by_agent_ids(
+            conn, agent_ids=[uuid.UUID(ws.agent("main").id)]
+        )
+    external = [s for s in sources if s.id == EXTERNAL_SOURCE_ID]
+    assert len(external) == 1 and external[0].display_name == "External"
+    huge = "x" * (settings.agent_logs_limit_bytes + 1)
+    resp = stub.BatchCreateLogs(
+        agent_pb2.BatchCreateLogsRequest(
+            log_source_id=uuid.UUID(int=0).bytes, logs=_logs(huge[: 3 << 20])
+        ),
+        metadata=md,
+    )
+    assert resp.log_limit_exceeded is True
+    # Coder: an empty batch is fine whatever else it says...
+    assert (
+        stub.BatchCreateLogs(
+            agent_pb2.BatchCreateLogsRequest(log_source_id=b"\x01"), metadata=md
+        ).log_limit_exceeded
+        is True
+    )
+    # ...but a batch with logs needs a 16-byte source id.
+    with pytest.raises(grpc.RpcError) as info:
+        stub.BatchCreateLogs(
+            agent_pb2.BatchCreateLogsRequest(log_source_id=b"\x01", logs=_logs("x")), metadata=md
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
