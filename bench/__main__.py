@@ -1,7 +1,8 @@
 """Runs every benchmark and prints its ratios (``make bench``)."""
 
-from bench import workspace_agent, wsgi_servers
+from bench import agent_rpcs, workspace_agent, wsgi_servers
 
 if __name__ == "__main__":
     workspace_agent.main()
     wsgi_servers.main()
+    agent_rpcs.main()

@@ -47,7 +47,7 @@ def wait_http(url: str, timeout: float = 60) -> None:
 class AgentplaneProcess:
     """`agentplane server` in a subprocess, as a user would run it."""
 
-    def __init__(self, database_url: str | None = None) -> None:
+    def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="agentplane-bench-")
         self.http = f"127.0.0.1:{free_port()}"
         self.grpc = f"127.0.0.1:{free_port()}"
@@ -55,6 +55,7 @@ class AgentplaneProcess:
             **os.environ,
             "AGENTPLANE_ADMIN_TOKEN": ADMIN_TOKEN,
             "AGENTPLANE_DATA_DIR": self.tmp.name,
+            **(env or {}),
         }
         args = [
             sys.executable,
@@ -71,17 +72,17 @@ class AgentplaneProcess:
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
         wait_http(f"http://{self.http}/healthz")
 
-    def provision(self) -> dict[str, Any]:
+    def provision(self, username: str = "bench") -> dict[str, Any]:
         with grpc.insecure_channel(self.grpc) as ch:
             stub = admin_pb2_grpc.AdminServiceStub(ch)
             md = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
-            user = stub.CreateUser(admin_pb2.CreateUserRequest(username="bench"), metadata=md)
+            user = stub.CreateUser(admin_pb2.CreateUserRequest(username=username), metadata=md)
             spec = (ROOT / "examples" / "workspace.yaml").read_text()
             import yaml
 
             build = stub.CreateWorkspace(
                 admin_pb2.CreateWorkspaceRequest(
-                    owner="bench", name="ws", spec_json=json.dumps(yaml.safe_load(spec))
+                    owner=username, name="ws", spec_json=json.dumps(yaml.safe_load(spec))
                 ),
                 metadata=md,
             ).build
@@ -163,3 +164,28 @@ def report(title: str, rows: list[tuple[str, dict]], baseline: str) -> None:
             f"  {name:<44} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
             f"p99 {r['p99_ms']:6.2f} ms  ratio {r['rps'] / base:6.1%}"
         )
+
+
+def http_patcher(
+    address: str, path: str, body: str, tokens: list[str]
+) -> Callable[[], Callable[[], None]]:
+    host, port = address.rsplit(":", 1)
+    taken = iter(range(10**9))
+
+    def make() -> Callable[[], None]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = {
+            "Coder-Session-Token": tokens[next(taken) % len(tokens)],
+            "Content-Type": "application/json",
+        }
+
+        def call() -> None:
+            conn.request("PATCH", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"PATCH {path}: {resp.status} {data[:200]!r}")
+
+        return call
+
+    return make

@@ -16,13 +16,18 @@ CORE_EXTENSION = "agentplane.core"
 
 
 def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
-    from rest_facade.routes import agents, connection, gitsshkey, manifest
+    from rest_facade.routes import agents, connection, gitsshkey, identity, logs, manifest
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions[CORE_EXTENSION] = client or CoreClient(settings.effective_core_address)
     app.extensions["agentplane.settings"] = settings
-    for module in (manifest, gitsshkey, connection, agents):
+    for module in (manifest, gitsshkey, connection, identity, agents, logs):
+        app.register_blueprint(module.bp, url_prefix="/api/v2")
+    # Agent status (issue 4): app health/status, stats, external auth, reinit.
+    from rest_facade.routes import apps, externalauth, reinit, stats
+
+    for module in (apps, stats, externalauth, reinit):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
 
     @app.before_request

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from agentplane.identity.v1 import identity_pb2_grpc
+from agentplane.logs.v1 import logs_pb2_grpc
 from agentplane.me.v1 import me_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc
 from coder.agent.v2 import agent_pb2_grpc
@@ -53,8 +55,16 @@ class CoreClient:
         return self._stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
 
     @property
+    def logs(self) -> logs_pb2_grpc.LogsServiceStub:
+        return self._stub(logs_pb2_grpc.LogsServiceStub)
+
+    @property
     def me(self) -> me_pb2_grpc.MeServiceStub:
         return self._stub(me_pb2_grpc.MeServiceStub)
+
+    @property
+    def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:
+        return self._stub(identity_pb2_grpc.InstanceIdentityServiceStub)
 
     def call(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
         metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()

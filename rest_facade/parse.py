@@ -10,6 +10,7 @@ from flask import abort, request
 
 from rest_facade.errors import error_response
 
+INVALID_JSON = "Request body must be valid JSON."
 SESSION_COOKIE = "coder_session_token"
 SESSION_HEADER = "Coder-Session-Token"
 
@@ -35,5 +36,19 @@ def read_json() -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as err:
         abort(
-            error_response(400, "Request body must be valid JSON.", detail=str(err)),
+            error_response(400, INVALID_JSON, detail=str(err)),
         )
+
+
+def go_json_kind(value: object) -> str:
+    """The word Go's encoding/json uses for a JSON value in its "cannot
+    unmarshal <kind> into ..." errors, which Coder passes on as `detail`."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"

@@ -4,9 +4,12 @@ store and clock; ``serve`` (in server/cli.py) runs it beside the facade."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
+from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents_pb2_grpc
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
@@ -16,13 +19,20 @@ from grpc_reflection.v1alpha import reflection
 
 from server.admin.servicer import AdminServicer
 from server.agentapi.servicer import AgentServicer
+from server.agentapi.sessions import AgentSessions
+from server.agentapi.writebehind import ReportBuffers
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
+from server.identity.login import IdentityTrust, load_identity_trust
+from server.identity.servicer import InstanceIdentityServicer
+from server.logs.servicer import LogsServicer
 from server.me.servicer import MeServicer
+from server.me.wakeups import Wakeups
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.tailnet.servicer import TailnetServicer
+from server.workspaceagents.diagnosis import TokenRefusals
 from server.workspaceagents.servicer import WorkspaceAgentsServicer
 
 # Coder's agent read limit is 4 MiB; gRPC's default receive cap matches it.
@@ -34,6 +44,8 @@ SERVICE_NAMES = (
     workspace_agents_pb2.DESCRIPTOR.services_by_name["WorkspaceAgentsService"].full_name,
     me_pb2.DESCRIPTOR.services_by_name["MeService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    logs_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
+    identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
 )
 
 
@@ -43,6 +55,12 @@ class Core:
     health: health.aio.HealthServicer
     # address as asked -> port actually bound (port 0 resolves here).
     ports: dict[str, int]
+    # The agents' live sessions with this process (connection status).
+    sessions: AgentSessions | None = None
+    # Wake-ups for calls that wait (external-auth long-poll, reinit stream).
+    wakeups: Wakeups | None = None
+    # Write-behind buffers of agents' periodic reports (stats, metadata).
+    reports: ReportBuffers | None = None
 
 
 def create_server(
@@ -52,9 +70,28 @@ def create_server(
     *,
     admin_token: str,
     listen: tuple[str, ...],
+    identity: IdentityTrust | None = None,
 ) -> Core:
-    """Builds (but does not start) the core listening on each address."""
-    auth = Authenticator(db=db, clock=clock, admin_token=admin_token)
+    """Builds (but does not start) the core listening on each address.
+
+    ``identity``: instance-identity trust material; read from the settings'
+    files when not given (``ValueError`` naming a bad file).
+    """
+    if identity is None:
+        identity = load_identity_trust(settings, clock)
+    # Agent status: live sessions (connection status), refused-token clues
+    # (diagnosis) and wake-ups for calls that wait.
+    sessions = AgentSessions(
+        db, clock, inactive_timeout=dt.timedelta(seconds=settings.agent_inactive_timeout_seconds)
+    )
+    wakeups = Wakeups(db)
+    auth = Authenticator(
+        db=db,
+        clock=clock,
+        admin_token=admin_token,
+        on_agent_seen=sessions.touch,
+        on_agent_refused=TokenRefusals(db, clock).record,
+    )
     derp = DERPMapSource(
         db,
         clock,
@@ -70,17 +107,27 @@ def create_server(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    agent_pb2_grpc.add_AgentServicer_to_server(
-        AgentServicer(db=db, settings=settings, auth=auth, derp=derp), server
-    )
+    agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)
+    agent_pb2_grpc.add_AgentServicer_to_server(agent_servicer, server)
     tailnet_pb2_grpc.add_TailnetServicer_to_server(TailnetServicer(), server)
     workspace_agents_pb2_grpc.add_WorkspaceAgentsServiceServicer_to_server(
         WorkspaceAgentsServicer(db=db, clock=clock, settings=settings, auth=auth, derp=derp),
         server,
     )
-    me_pb2_grpc.add_MeServiceServicer_to_server(MeServicer(db=db, auth=auth), server)
+    me_pb2_grpc.add_MeServiceServicer_to_server(
+        MeServicer(
+            db=db, auth=auth, clock=clock, settings=settings, sessions=sessions, wakeups=wakeups
+        ),
+        server,
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(db=db, clock=clock, auth=auth), server
+        AdminServicer(db=db, clock=clock, auth=auth, wakeups=wakeups), server
+    )
+    logs_pb2_grpc.add_LogsServiceServicer_to_server(
+        LogsServicer(db=db, clock=clock, settings=settings, auth=auth), server
+    )
+    identity_pb2_grpc.add_InstanceIdentityServiceServicer_to_server(
+        InstanceIdentityServicer(db=db, clock=clock, trust=identity), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -93,7 +140,14 @@ def create_server(
         server,
     )
     ports = {address: server.add_insecure_port(address) for address in listen}
-    return Core(server=server, health=health_servicer, ports=ports)
+    return Core(
+        server=server,
+        health=health_servicer,
+        ports=ports,
+        sessions=sessions,
+        wakeups=wakeups,
+        reports=agent_servicer.reports,
+    )
 
 
 async def mark_serving(core: Core) -> None:

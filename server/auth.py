@@ -18,7 +18,7 @@ import hmac
 import secrets
 import string
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from server.clock import Clock, as_utc
@@ -86,10 +86,22 @@ def split_api_key(token: str) -> tuple[str, str]:
 class Authenticator:
     """Resolves the caller of an RPC from its metadata."""
 
-    def __init__(self, *, db: Database, clock: Clock, admin_token: str) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        admin_token: str,
+        on_agent_seen: Callable[[AgentInWorkspace], None] | None = None,
+        on_agent_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._admin_token = admin_token.encode()
+        # Agent-status hooks: every authenticated agent call is contact (its
+        # connection status), every refused known token is a diagnosis clue.
+        self._on_agent_seen = on_agent_seen
+        self._on_agent_refused = on_agent_refused
 
     # -- users -------------------------------------------------------------
     def user(self, context: Any) -> Any:
@@ -129,11 +141,12 @@ class Authenticator:
                 "Workspace agent token invalid.",
                 detail=f"An agent token must be a valid UUIDv4. (len {len(token)})",
             ) from None
+        token_hash = hash_agent_token(parsed)
         with self._db.read() as conn:
-            found = agent_store.get_authenticated_agent_by_token_hash(
-                conn, token_hash=hash_agent_token(parsed)
-            )
+            found = agent_store.get_authenticated_agent_by_token_hash(conn, token_hash=token_hash)
         if found is None:
+            if self._on_agent_refused is not None:
+                self._on_agent_refused(token_hash)
             raise Unauthenticated(
                 "Workspace agent not authorized.",
                 detail=(
@@ -142,6 +155,8 @@ class Authenticator:
                     "is invalid."
                 ),
             )
+        if self._on_agent_seen is not None:
+            self._on_agent_seen(found)
         return found
 
     # -- provisioning --------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from server.config import DEFAULT_GRPC_ADDRESS, Settings, SettingsError, load_se
 log = logging.getLogger("agentplane")
 
 SERVER_FLAGS = (
+    ("--agent-logs-limit-bytes", "per-agent cap on stored log output (default 1048576)"),
     ("--http-address", "REST facade address HOST:PORT (default 127.0.0.1:3000)"),
     ("--grpc-address", "gRPC core address HOST:PORT (default 127.0.0.1:3001)"),
     ("--database-url", "sqlite:///PATH or postgresql://... (default SQLite in the data dir)"),
@@ -30,11 +32,28 @@ SERVER_FLAGS = (
     ("--derp-config", "DERP map JSON file (tailcfg.DERPMap); default: an embedded relay"),
     ("--access-url", "public URL of the REST facade (default http://HTTP_ADDRESS)"),
     ("--core-address", "where the facade reaches the core (default unix:DATA_DIR/core.sock)"),
+    ("--aws-instance-identity-certs", "PEM bundle of AWS IID certificates (default: shipped)"),
+    ("--aws-instance-identity-max-age", "reject AWS documents launched longer ago, s (0 = off)"),
+    ("--azure-instance-identity-roots", "PEM roots for Azure attested data (default: shipped)"),
+    ("--azure-instance-identity-intermediates", "PEM intermediates for Azure attested data"),
+    ("--azure-instance-identity-fetch-intermediates", "fetch missing Azure issuers (allow-listed)"),
+    ("--google-instance-identity-certs", "Google signing keys, JWKS or PEM (default: GCP off)"),
+    ("--google-instance-identity-audience", "required aud of GCP identity tokens (default coder)"),
+    ("--google-instance-identity-single-use", "accept each GCP identity token only once"),
+    ("--external-auth-config", "external auth providers, JSON or YAML list of {id, type, ...}"),
+    ("--external-auth-listen-timeout-seconds", "longest me/external-auth?listen wait (300)"),
+    ("--announcement-banners-file", "agent banners, JSON or YAML list (default: none)"),
+    ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
 )
 
 
 def _flags(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     return {n: getattr(args, n, None) for n in names}
+
+
+def _is_bool_setting(flag: str) -> bool:
+    field = {f.name: f for f in dataclasses.fields(Settings)}[flag[2:].replace("-", "_")]
+    return field.type == "bool"
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -49,9 +68,15 @@ async def _serve(settings: Settings) -> int:
     from server.admin.token import ensure_admin_token
     from server.app import create_server, mark_not_serving, mark_serving
     from server.clock import SystemClock
+    from server.identity.login import load_identity_trust
     from server.storage.db import Database, SchemaTooNew, create_engine, migrate
     from server.tailnet.derpmap import DERPConfigError, DERPMapSource, load_derp_config
 
+    clock = SystemClock()
+    try:
+        identity = load_identity_trust(settings, clock)
+    except ValueError as err:
+        return fail(f"instance identity trust material: {err}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.effective_database_url)
     try:
@@ -59,7 +84,6 @@ async def _serve(settings: Settings) -> int:
     except SchemaTooNew as err:
         return fail(str(err))
     db = Database(engine)
-    clock = SystemClock()
     if settings.derp_config is not None:
         try:
             derp_map = load_derp_config(settings.derp_config)
@@ -68,6 +92,9 @@ async def _serve(settings: Settings) -> int:
         DERPMapSource(
             db, clock, access_url=settings.effective_access_url, disable_direct=False
         ).install(derp_map)
+    agent_status_error = _load_agent_status_config(settings, db, clock)
+    if agent_status_error is not None:
+        return fail(agent_status_error)
     admin_token = ensure_admin_token(settings)
     core_address = settings.effective_core_address
     if core_address.startswith("unix:"):
@@ -80,9 +107,11 @@ async def _serve(settings: Settings) -> int:
             clock,
             admin_token=admin_token,
             listen=(settings.grpc_address, core_address),
+            identity=identity,
         )
     except RuntimeError as err:
         return fail(f"cannot listen on {settings.grpc_address} or {core_address}: {err}")
+    await db.pubsub.start()
     await core.server.start()
     await mark_serving(core)
     env = {**os.environ, **_settings_env(settings), "AGENTPLANE_CORE_ADDRESS": core_address}
@@ -129,6 +158,10 @@ async def _serve(settings: Settings) -> int:
             facade.kill()
     await mark_not_serving(core)
     await core.server.stop(grace=5)
+    if core.reports is not None:
+        # Reports buffered behind their calls (at most a second's worth).
+        core.reports.flush()
+    await db.pubsub.close()
     db.dispose()
     return exit_code
 
@@ -183,22 +216,27 @@ def _admin_stub(args: argparse.Namespace) -> tuple[Any, tuple[tuple[str, str], .
 def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     from google.protobuf import json_format
 
-    from rest_facade.errors import from_rpc_error
-
     stub, metadata = _admin_stub(args)
     try:
         response = getattr(stub, method)(request, metadata=metadata, timeout=30)
     except grpc.RpcError as err:
-        if err.code() == grpc.StatusCode.UNAVAILABLE:
-            raise SystemExit(fail(f"cannot reach the agentplane core: {err.details()}")) from None
-        _status, body = from_rpc_error(err)
-        text = body["message"]
-        if body.get("validations"):
-            text += "".join(f"\n  {v['field']}: {v['detail']}" for v in body["validations"])
-        elif body.get("detail"):
-            text += f" ({body['detail']})"
-        raise SystemExit(fail(text)) from None
+        raise _rpc_failure(err) from None
     return json_format.MessageToDict(response, preserving_proto_field_name=True)
+
+
+def _rpc_failure(err: grpc.RpcError) -> SystemExit:
+    """The core's error as one stderr line (plus validations), exit status 1."""
+    from rest_facade.errors import from_rpc_error
+
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        return SystemExit(fail(f"cannot reach the agentplane core: {err.details()}"))
+    _status, body = from_rpc_error(err)
+    text = body["message"]
+    if body.get("validations"):
+        text += "".join(f"\n  {v['field']}: {v['detail']}" for v in body["validations"])
+    elif body.get("detail"):
+        text += f" ({body['detail']})"
+    return SystemExit(fail(text))
 
 
 def _read_spec(path: str) -> str:
@@ -286,13 +324,197 @@ def cmd_workspaces_build(args: argparse.Namespace) -> int:
     return _print(_build_json(out["build"]))
 
 
+def _load_agent_status_config(settings: Settings, db: Any, clock: Any) -> str | None:
+    """Checks the banners file and syncs the external auth providers; the
+    problem as text, or None."""
+    from server.agentapi.banners import BannerConfigError, load_banners
+    from server.me.externalauth import (
+        ExternalAuthConfigError,
+        load_external_auth_config,
+        sync_providers,
+    )
+
+    try:
+        load_banners(settings.announcement_banners_file)
+        if settings.external_auth_config is not None:
+            providers = load_external_auth_config(settings.external_auth_config)
+            sync_providers(db, clock, providers)
+    except (BannerConfigError, ExternalAuthConfigError) as err:
+        return str(err)
+    return None
+
+
+def cmd_workspaces_reinit(args: argparse.Namespace) -> int:
+    from agentplane.admin.v1 import admin_pb2
+
+    out = _call(
+        args, "ReinitWorkspace", admin_pb2.ReinitWorkspaceRequest(owner=args.owner, name=args.name)
+    )
+    return _print(
+        {
+            "workspace_id": out["workspace_id"],
+            "owner_id": out["owner_id"],
+            "reason": out["reason"],
+            "build_number": out.get("build_number", 0),
+        }
+    )
+
+
+def cmd_external_auth_link(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from agentplane.admin.v1 import admin_pb2
+
+    request = admin_pb2.LinkExternalAuthRequest(
+        user=args.user,
+        provider_id=args.provider,
+        access_token=args.access_token,
+        refresh_token=args.refresh_token or "",
+        token_extra_json=args.token_extra or "",
+    )
+    if args.expires_at:
+        try:
+            expires = dt.datetime.fromisoformat(args.expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            return fail(f"--expires-at must be an RFC 3339 time, got {args.expires_at!r}")
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.UTC)
+        request.expires_at.FromDatetime(expires.astimezone(dt.UTC))
+    out = _call(args, "LinkExternalAuth", request)
+    return _print(
+        {
+            "user_id": out["user_id"],
+            "provider_id": out["provider_id"],
+            "updated_at": out.get("updated_at"),
+        }
+    )
+
+
+# -- instance-identity login ------------------------------------------------
+
+
+def _read_credential(path: str, what: str, *, exact: bool = False) -> str:
+    """A credential file's text; ``exact`` keeps every byte (the AWS document
+    is verified byte for byte), otherwise surrounding whitespace is dropped."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise SystemExit(fail(f"cannot read {what} {path}: {err.strerror}")) from None
+    except UnicodeDecodeError:
+        raise SystemExit(fail(f"{what} {path} is not UTF-8 text")) from None
+    return text if exact else text.strip()
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """Exchanges a cloud identity credential for an agent session token."""
+    from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
+
+    name = args.agent_name or ""
+    if args.cloud == "aws":
+        method, request = (
+            "AuthenticateAWS",
+            identity_pb2.AuthenticateAWSRequest(
+                document=_read_credential(args.document, "document", exact=True),
+                signature=_read_credential(args.signature, "signature"),
+                agent_name=name,
+            ),
+        )
+    elif args.cloud == "azure":
+        method, request = (
+            "AuthenticateAzure",
+            identity_pb2.AuthenticateAzureRequest(
+                signature=_read_credential(args.signature, "signature"),
+                encoding="pkcs7",
+                agent_name=name,
+            ),
+        )
+    else:
+        method, request = (
+            "AuthenticateGoogle",
+            identity_pb2.AuthenticateGoogleRequest(
+                json_web_token=_read_credential(args.jwt, "JWT"), agent_name=name
+            ),
+        )
+    address = args.grpc_address or os.environ.get("AGENTPLANE_GRPC_ADDRESS") or DEFAULT_GRPC_ADDRESS
+    with grpc.insecure_channel(address) as channel:
+        stub = identity_pb2_grpc.InstanceIdentityServiceStub(channel)
+        try:
+            response = getattr(stub, method)(request, timeout=30)
+        except grpc.RpcError as err:
+            raise _rpc_failure(err) from None
+    return _print({"session_token": response.session_token})
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Prints an agent's logs (text or JSON lines); --follow keeps streaming
+    until the agent is replaced by a newer build or you press Ctrl-C."""
+    from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
+
+    token = args.token or os.environ.get("AGENTPLANE_SESSION_TOKEN") or os.environ.get(
+        "CODER_SESSION_TOKEN"
+    )
+    if not token:
+        return fail("a user API key is needed: --token or AGENTPLANE_SESSION_TOKEN")
+    address = args.grpc_address or os.environ.get("AGENTPLANE_GRPC_ADDRESS") or DEFAULT_GRPC_ADDRESS
+    stub = logs_pb2_grpc.LogsServiceStub(grpc.insecure_channel(address))
+    md = (("coder-session-token", token),)
+
+    def show(log: Any) -> None:
+        ts = log.created_at.ToDatetime().isoformat(timespec="milliseconds") + "Z"
+        if args.format == "json":
+            print(json.dumps({"id": log.id, "created_at": ts, "level": log.level,
+                              "output": log.output, "source_id": log.source_id}), flush=True)
+        else:
+            print(f"{ts} {log.level.upper():<5} {log.output}", flush=True)
+
+    try:
+        if not args.follow:
+            after = args.after
+            while True:
+                page = stub.ListWorkspaceAgentLogs(
+                    logs_pb2.ListWorkspaceAgentLogsRequest(agent_id=args.agent_id, after=after),
+                    metadata=md, timeout=30)
+                for log in page.logs:
+                    show(log)
+                if not page.more or not page.logs:
+                    return 0
+                after = page.logs[-1].id
+        event = logs_pb2.WatchWorkspaceAgentLogsResponse.Event
+        for message in stub.WatchWorkspaceAgentLogs(
+            logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=args.agent_id, after=args.after),
+            metadata=md,
+        ):
+            for log in message.logs:
+                show(log)
+            if message.event == event.EVENT_LOGS_OVERFLOWED:
+                print("agentplane: the agent reached its log limit; later logs were not stored.",
+                      file=sys.stderr, flush=True)
+            elif message.event == event.EVENT_AGENT_REPLACED:
+                print("agentplane: a newer build replaced this agent.", file=sys.stderr)
+                return 0
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except grpc.RpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE:
+            return fail(f"cannot reach the agentplane core: {err.details()}")
+        from rest_facade.errors import from_rpc_error
+
+        _status, body = from_rpc_error(err)
+        return fail(body["message"] + (f" ({body['detail']})" if body.get("detail") else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     server = sub.add_parser("server", help="run the gRPC core and the REST facade")
     for flag, help_text in SERVER_FLAGS:
-        server.add_argument(flag, default=None, help=help_text)
+        # Boolean settings may be given bare (--x) or with a value (--x=false).
+        bare = "true" if _is_bool_setting(flag) else None
+        server.add_argument(
+            flag, default=None, nargs="?" if bare else None, const=bare, help=help_text
+        )
     server.set_defaults(func=cmd_server)
 
     def admin_parser(parent: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -333,6 +555,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None)
     p.add_argument("--transition", choices=("start", "stop", "delete"), default="start")
     p.set_defaults(func=cmd_workspaces_build)
+    p = admin_parser(wss, "reinit", "ask a workspace's agents to reinitialize (me/reinit)")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=cmd_workspaces_reinit)
+
+    extauth = sub.add_parser(
+        "external-auth", help="manage users' external auth tokens"
+    ).add_subparsers(dest="sub", required=True)
+    p = admin_parser(extauth, "link", "store a user's token for a configured provider")
+    p.add_argument("--user", required=True, help="username or id")
+    p.add_argument("--provider", required=True, help="provider id (from --external-auth-config)")
+    p.add_argument("--access-token", required=True)
+    p.add_argument("--refresh-token", default=None)
+    p.add_argument("--expires-at", default=None, help="RFC 3339 expiry (default: none)")
+    p.add_argument("--token-extra", default=None, help="extra token fields, a JSON object")
+    p.set_defaults(func=cmd_external_auth_link)
+
+    logins = sub.add_parser(
+        "login", help="exchange a cloud instance identity for an agent session token"
+    ).add_subparsers(dest="cloud", required=True)
+    for cloud, files in (
+        ("aws", (("--document", "IMDS instance-identity/document"),
+                 ("--signature", "IMDS instance-identity/signature"))),
+        ("azure", (("--signature", "the attested document's base64 PKCS#7 signature"),)),
+        ("google", (("--jwt", "identity token (audience=coder&format=full)"),)),
+    ):  # fmt: skip
+        p = logins.add_parser(cloud, help=f"log in with a {cloud} instance identity")
+        for flag, what in files:
+            p.add_argument(flag, required=True, metavar="FILE", help=what)
+        p.add_argument("--agent-name", default=None, help="agent to log in as (CODER_AGENT_NAME)")
+        p.add_argument(
+            "--grpc-address",
+            default=None,
+            help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)",
+        )
+        p.set_defaults(func=cmd_login)
+    p = sub.add_parser("logs", help="print (or --follow) an agent's logs")
+    p.add_argument("agent_id")
+    p.add_argument("--follow", action="store_true", help="keep streaming new logs")
+    p.add_argument("--after", type=int, default=0, help="only logs with id > AFTER")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--token", default=None,
+                   help="user API key (env AGENTPLANE_SESSION_TOKEN or CODER_SESSION_TOKEN)")
+    p.add_argument("--grpc-address", default=None,
+                   help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)")
+    p.set_defaults(func=cmd_logs)
     return parser
 
 

@@ -47,6 +47,35 @@ class Settings:
     # Coder's AgentInactiveDisconnectTimeout (2 x the 15 s connection update).
     agent_inactive_timeout_seconds: int = 30
     facade_threads: int = 64
+    # Coder's per-agent cap on stored log output (bytes, counted before lines
+    # are cut to 1024 characters).
+    agent_logs_limit_bytes: int = 1 << 20
+    # Log followers re-read on this timer too, in case a notification is lost.
+    log_follow_repoll_seconds: float = 5.0
+    # Cloud instance-identity login (server/identity/). Unset trust files mean
+    # the shipped AWS certificates / Azure roots; no Google keys means every
+    # GCP login is refused. Max age 0 = AWS pendingTime not checked.
+    aws_instance_identity_certs: Path | None = None
+    aws_instance_identity_max_age: int = 0
+    azure_instance_identity_roots: Path | None = None
+    azure_instance_identity_intermediates: Path | None = None
+    azure_instance_identity_fetch_intermediates: bool = False
+    google_instance_identity_certs: Path | None = None
+    google_instance_identity_audience: str = "coder"
+    google_instance_identity_single_use: bool = False
+    # Agent status (issue 4). UpdateStats answers with this report interval
+    # (Coder's --agent-stats-refresh-interval, 30 s on a default server).
+    agent_stats_report_interval_seconds: int = 30
+    # External auth providers: a JSON or YAML list of {id, type, display_name,
+    # regex}, synced into the database at startup; unset leaves it as it is.
+    external_auth_config: Path | None = None
+    # How long `me/external-auth?listen` waits for a token before a 408.
+    external_auth_listen_timeout_seconds: int = 300
+    # Announcement banners for agents: a JSON or YAML list of {enabled,
+    # message, background_color}; unset means none.
+    announcement_banners_file: Path | None = None
+    # Server-Sent Events keep-alive (`me/reinit`); Coder pings every 15 s.
+    sse_keepalive_seconds: int = 15
 
     def __post_init__(self) -> None:
         for name in ("http_address", "grpc_address"):
@@ -65,6 +94,22 @@ class Settings:
             raise SettingsError("max_body_bytes must be positive")
         if self.facade_threads <= 0:
             raise SettingsError("facade_threads must be positive")
+        if not 0 < self.agent_logs_limit_bytes < 2**31:
+            # workspace_agents.logs_length is a 32-bit integer, as in Coder.
+            raise SettingsError("agent_logs_limit_bytes must be between 1 and 2147483647")
+        if self.log_follow_repoll_seconds <= 0:
+            raise SettingsError("log_follow_repoll_seconds must be positive")
+        if self.aws_instance_identity_max_age < 0:
+            raise SettingsError("aws_instance_identity_max_age must be 0 (off) or positive")
+        if not self.google_instance_identity_audience.strip():
+            raise SettingsError("google_instance_identity_audience must not be empty")
+        for name in (
+            "agent_stats_report_interval_seconds",
+            "external_auth_listen_timeout_seconds",
+            "sse_keepalive_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
 
     @property
     def effective_database_url(self) -> str:
@@ -108,6 +153,11 @@ def _coerce(name: str, raw: Any) -> Any:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if kind in ("Path", "Path | None"):
         return Path(raw).expanduser() if raw else None
     return raw

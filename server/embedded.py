@@ -41,6 +41,7 @@ class EmbeddedCore:
         self.core = create_server(
             self.settings, self.db, self.clock, admin_token=self.admin_token, listen=self._listen
         )
+        await self.db.pubsub.start()
         await self.core.server.start()
         await mark_serving(self.core)
 
@@ -61,6 +62,7 @@ class EmbeddedCore:
     def stop(self, grace: float | None = None) -> None:
         if self.core is not None:
             self._run(self.core.server.stop(grace))
+            self._run(self.db.pubsub.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

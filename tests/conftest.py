@@ -119,7 +119,10 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN)
+    # A short re-poll keeps the lost-notification tests quick.
+    return Settings(
+        data_dir=tmp_path / "data", admin_token=ADMIN_TOKEN, log_follow_repoll_seconds=1.0
+    )
 
 
 @pytest.fixture
@@ -255,3 +258,13 @@ def provision(channel: grpc.Channel) -> Provisioner:
 
 def token_md(token: str) -> tuple[tuple[str, str], ...]:
     return (("coder-session-token", token),)
+
+
+@pytest.fixture
+def facade_url(settings: Settings, core: EmbeddedCore) -> Iterator[str]:
+    """The facade on a real threaded HTTP server (werkzeug) against the live
+    core, for real WebSocket / SSE / long-poll clients."""
+    from tests.rest_facade._live import live_facade
+
+    with live_facade(settings, core.address) as url:
+        yield url

@@ -6,100 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from server.storage.db import create_engine, migrate
 from tests.conftest import BACKENDS
+from tests.processes import AGENTPLANE, ROOT, Server, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-AGENTPLANE = [sys.executable, "-m", "server.cli"]
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.http = f"127.0.0.1:{free_port()}"
-        self.grpc = f"127.0.0.1:{free_port()}"
-        self.data_dir = data_dir
-        self.env = {
-            **os.environ,
-            "AGENTPLANE_DATA_DIR": str(data_dir),
-            "AGENTPLANE_GRPC_ADDRESS": self.grpc,
-        }
-        self.env.pop("AGENTPLANE_ADMIN_TOKEN", None)
-        self.args = [
-            *AGENTPLANE,
-            "server",
-            "--http-address",
-            self.http,
-            "--grpc-address",
-            self.grpc,
-            "--database-url",
-            database_url,
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stderr.read().decode()}")
-            try:
-                with urllib.request.urlopen(f"http://{self.http}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        raise AssertionError("server did not become ready within 60 s")
-
-    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [*AGENTPLANE, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
-        )
-        if ok:
-            assert done.returncode == 0, done.stderr
-        return done
-
-    def get(self, path: str, token: str | None) -> tuple[int, Any]:
-        req = urllib.request.Request(f"http://{self.http}/api/v2{path}")
-        if token:
-            req.add_header("Coder-Session-Token", token)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.stderr.close()
 
 
 @pytest.mark.parametrize("fresh_backend", BACKENDS, indirect=True)

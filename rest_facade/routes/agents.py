@@ -1,4 +1,6 @@
-"""``GET /api/v2/workspaceagents/{id}`` <-> WorkspaceAgentsService/GetWorkspaceAgent."""
+"""``GET /api/v2/workspaceagents/{id}`` <-> WorkspaceAgentsService/GetWorkspaceAgent, and
+agentplane's own ``GET /api/v2/workspaceagents/{id}/diagnosis`` <->
+WorkspaceAgentsService/GetWorkspaceAgentDiagnosis."""
 
 from __future__ import annotations
 
@@ -132,3 +134,48 @@ def get_workspace_agent(agent_id: str) -> Any:
         token=session_token(),
     )
     return respond(agent_json(resp.agent))
+
+
+def diagnosis_json(d: pb.Diagnosis) -> dict[str, Any]:
+    """agentplane's own shape (Coder has no such route)."""
+    rejection = None
+    if d.HasField("token_rejection"):
+        r = d.token_rejection
+        rejection = {
+            "attempts": r.attempts,
+            "build_number": r.build_number,
+            "reason": r.reason,
+            "rejected_at": timestamp(r, "rejected_at"),
+        }
+    return {
+        "agent_id": d.agent_id,
+        "build_number": d.build_number,
+        "created_at": timestamp(d, "created_at"),
+        "disconnected_at": timestamp(d, "disconnected_at"),
+        "failed_scripts": [
+            {"display_name": f.display_name, "exit_code": f.exit_code, "status": f.status}
+            for f in d.failed_scripts
+        ],
+        "first_connected_at": timestamp(d, "first_connected_at"),
+        "last_connected_at": timestamp(d, "last_connected_at"),
+        "last_connected_replica_id": d.last_connected_replica_id or None,
+        "lifecycle_state": d.lifecycle_state,
+        "pending_scripts": list(d.pending_scripts),
+        "state_seconds": d.state_seconds if d.HasField("state_since") else None,
+        "state_since": timestamp(d, "state_since"),
+        "status": d.status,
+        "summary": d.summary,
+        "token_rejection": rejection,
+        "waiting_on": d.waiting_on,
+    }
+
+
+@bp.get("/workspaceagents/<agent_id>/diagnosis")
+def get_workspace_agent_diagnosis(agent_id: str) -> Any:
+    """agentplane's answer to "why is my agent stuck?" (not a Coder route)."""
+    resp = core().call(
+        core().workspace_agents.GetWorkspaceAgentDiagnosis,
+        pb.GetWorkspaceAgentDiagnosisRequest(id=agent_id),
+        token=session_token(),
+    )
+    return respond(diagnosis_json(resp.diagnosis))

@@ -3,15 +3,18 @@ then provision."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from agentplane.admin.v1 import admin_pb2 as pb
 from agentplane.admin.v1 import admin_pb2_grpc as pb_grpc
 
-from server.admin import users, workspaces
+from server.admin import externalauth, reinit, users, workspaces
 from server.auth import Authenticator
 from server.clock import Clock
 from server.errors import map_servicer_errors
+from server.me.wakeups import Wakeups
+from server.prototime import to_timestamp
 from server.storage.db import Database
 
 
@@ -35,10 +38,14 @@ def build_message(result: workspaces.BuildResult) -> pb.Build:
 
 @map_servicer_errors
 class AdminServicer(pb_grpc.AdminServiceServicer):
-    def __init__(self, *, db: Database, clock: Clock, auth: Authenticator) -> None:
+    def __init__(
+        self, *, db: Database, clock: Clock, auth: Authenticator, wakeups: Wakeups | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
         self._auth = auth
+        # Wakes agents waiting on a token link or a reinit request.
+        self._wakeups = wakeups or Wakeups(db)
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
         self._auth.admin(context)
@@ -85,3 +92,38 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             transition=request.transition,
         )
         return pb.BuildWorkspaceResponse(build=build_message(result))
+
+    async def LinkExternalAuth(self, request: pb.LinkExternalAuthRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        linked = externalauth.link_external_auth(
+            self._db,
+            self._clock,
+            self._wakeups,
+            user_ref=request.user,
+            provider_id=request.provider_id,
+            access_token=request.access_token,
+            refresh_token=request.refresh_token,
+            expires_at=(
+                request.expires_at.ToDatetime(tzinfo=dt.UTC)
+                if request.HasField("expires_at")
+                else None
+            ),
+            token_extra_json=request.token_extra_json,
+        )
+        return pb.LinkExternalAuthResponse(
+            user_id=str(linked.user_id),
+            provider_id=linked.provider_id,
+            updated_at=to_timestamp(linked.updated_at),
+        )
+
+    async def ReinitWorkspace(self, request: pb.ReinitWorkspaceRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        result = reinit.reinit_workspace(
+            self._db, self._clock, self._wakeups, owner_ref=request.owner, name=request.name
+        )
+        return pb.ReinitWorkspaceResponse(
+            workspace_id=str(result.workspace_id),
+            owner_id=str(result.owner_id),
+            reason=result.reason,
+            build_number=result.build_number,
+        )

@@ -77,6 +77,23 @@ class MetadataSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitorSpec:
+    enabled: bool
+    # Percent in use that counts as "not OK".
+    threshold: int
+    # Volumes only: the mount path the agent samples.
+    path: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesMonitoringSpec:
+    """Terraform's ``coder_agent.resources_monitoring`` block."""
+
+    memory: MonitorSpec | None
+    volumes: tuple[MonitorSpec, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentSpec:
     name: str
     os: str
@@ -94,6 +111,7 @@ class AgentSpec:
     scripts: tuple[ScriptSpec, ...]
     metadata: tuple[MetadataSpec, ...]
     children: tuple[AgentSpec, ...]
+    resources_monitoring: ResourcesMonitoringSpec | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +259,7 @@ _AGENT_FIELDS = {
     "scripts",
     "metadata",
     "children",
+    "resources_monitoring",
 }
 
 
@@ -305,6 +324,36 @@ def _metadata(r: _Reader, raw: Any, path: str) -> MetadataSpec:
         timeout=r.int(o, "timeout", path, default=5),
         order=r.int(o, "order", path, minimum=-(2**31)),
     )
+
+
+def _monitor(r: _Reader, raw: Any, path: str, *, volume: bool) -> MonitorSpec:
+    o = r.obj(raw, path, {"enabled", "threshold", "path"} if volume else {"enabled", "threshold"})
+    threshold = r.int(o, "threshold", path, default=0)
+    if threshold > 100:
+        r.fail(f"{path}.threshold", "must be a percentage (0-100)")
+    monitor_path = r.str(o, "path", path, required=volume, max_len=1024) if volume else ""
+    if volume and monitor_path and not monitor_path.startswith("/"):
+        r.fail(f"{path}.path", "must be an absolute path")
+    return MonitorSpec(
+        enabled=r.bool(o, "enabled", path, default=True), threshold=threshold, path=monitor_path
+    )
+
+
+def _resources_monitoring(r: _Reader, raw: Any, path: str) -> ResourcesMonitoringSpec | None:
+    if raw is None:
+        return None
+    o = r.obj(raw, path, {"memory", "volumes"})
+    memory = (
+        _monitor(r, o["memory"], f"{path}.memory", volume=False)
+        if o.get("memory") is not None
+        else None
+    )
+    volumes = tuple(
+        _monitor(r, v, f"{path}.volumes[{i}]", volume=True)
+        for i, v in enumerate(r.list(o, "volumes", path))
+    )
+    _unique(r, [v.path for v in volumes], f"{path}.volumes", "path")
+    return ResourcesMonitoringSpec(memory=memory, volumes=volumes)
 
 
 def _unique(r: _Reader, values: list[str], path: str, what: str) -> None:
@@ -384,6 +433,9 @@ def _agent(r: _Reader, raw: Any, path: str, *, child: bool) -> AgentSpec:
         scripts=scripts,
         metadata=metadata,
         children=children,
+        resources_monitoring=_resources_monitoring(
+            r, o.get("resources_monitoring"), f"{path}.resources_monitoring"
+        ),
     )
 
 

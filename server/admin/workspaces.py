@@ -18,6 +18,8 @@ from server.admin.users import resolve_user
 from server.auth import hash_agent_token, new_agent_token
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound
+from server.pubsub import WORKSPACE
+from server.storage import resourcemonitors
 from server.storage import workspaces as ws_store
 from server.storage.agents import AUTH_TOKEN, WorkspaceAgent
 from server.storage.apps import WorkspaceApp
@@ -143,6 +145,15 @@ def _insert_agent(
                 display_order=item.order,
             )
         )
+    if spec.resources_monitoring is not None:
+        session.add_all(
+            resourcemonitors.monitors_for(
+                agent_id=agent.id,
+                memory=spec.resources_monitoring.memory,
+                volumes=spec.resources_monitoring.volumes,
+                now=now,
+            )
+        )
     out = [
         ProvisionedAgent(
             id=agent.id,
@@ -262,12 +273,21 @@ def build_workspace(
         if spec is None:
             spec_json = latest.spec_json if latest else '{"resources": []}'
             spec = parse_spec(spec_json)
-        return _insert_build(
-            session,
-            clock,
-            workspace=workspace,
-            number=number,
-            transition=transition,
-            spec=spec,
-            spec_json=spec_json,
-        )
+        try:
+            result = _insert_build(
+                session,
+                clock,
+                workspace=workspace,
+                number=number,
+                transition=transition,
+                spec=spec,
+                spec_json=spec_json,
+            )
+            session.flush()
+        except sa.exc.IntegrityError:
+            raise Conflict(
+                f"Another build of {name!r} was created at the same time; try again."
+            ) from None
+        # Followers of the replaced agents end their streams.
+        db.pubsub.publish(session, WORKSPACE, str(workspace.id))
+        return result

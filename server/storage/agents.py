@@ -200,3 +200,63 @@ def bump_revision(conn: sa.Connection | Session, *, agent_id: uuid.UUID) -> None
         .where(_AGENTS.c.id == agent_id)
         .values(revision=_AGENTS.c.revision + 1)
     )
+
+
+# Instance-identity login (Coder's GetWorkspaceAgentsByInstanceID, narrowed to
+# what may log in): root agents only, on the latest build of a live workspace.
+# Agents of older builds must never match, because clouds recycle instance ids.
+_LOGIN_CANDIDATES_BY_INSTANCE_ID = (
+    _agent_context_query()
+    .where(
+        _AGENTS.c.auth_instance_id == sa.bindparam("instance_id"),
+        _AGENTS.c.parent_id.is_(None),
+        ~_AGENTS.c.deleted,
+        ~_WORKSPACES.c.deleted,
+        _BUILDS.c.build_number == latest_build_number_subquery(),
+    )
+    .order_by(_AGENTS.c.name, _AGENTS.c.id)
+)
+
+
+def get_login_candidates_by_instance_id(
+    conn: sa.Connection | Session, *, instance_id: str
+) -> list[AgentInWorkspace]:
+    """Root agents bound to ``instance_id`` whose build is the latest of their
+    (not deleted) workspace, ordered by name."""
+    rows = conn.execute(_LOGIN_CANDIDATES_BY_INSTANCE_ID, {"instance_id": instance_id}).all()
+    return [ctx for ctx in map(_context, rows) if ctx is not None]
+
+
+def set_agent_token_hash(
+    conn: sa.Connection | Session, *, agent_id: uuid.UUID, token_hash: str
+) -> None:
+    """Replaces the agent's token (by its sha256 hex); the previous token stops working."""
+    conn.execute(
+        sa.update(_AGENTS).where(_AGENTS.c.id == agent_id).values(auth_token_hash=token_hash)
+    )
+
+
+_LATEST_BUILD_NUMBER = sa.select(sa.func.max(_BUILDS.c.build_number)).where(
+    _BUILDS.c.workspace_id == sa.bindparam("workspace_id")
+)
+
+
+def is_latest_build(conn: sa.Connection, *, workspace_id: uuid.UUID, build_number: int) -> bool:
+    latest = conn.execute(_LATEST_BUILD_NUMBER, {"workspace_id": workspace_id}).scalar()
+    return latest == build_number
+
+
+_WORKSPACE_HEAD = (
+    sa.select(
+        _WORKSPACES.c.deleted,
+        sa.select(sa.func.max(_BUILDS.c.build_number))
+        .where(_BUILDS.c.workspace_id == _WORKSPACES.c.id)
+        .scalar_subquery()
+        .label("latest_build_number"),
+    ).where(_WORKSPACES.c.id == sa.bindparam("workspace_id"))
+)
+
+
+def get_workspace_head(conn: sa.Connection, *, workspace_id: uuid.UUID) -> Any:
+    """(deleted, latest_build_number) of a workspace, or None."""
+    return conn.execute(_WORKSPACE_HEAD, {"workspace_id": workspace_id}).first()

@@ -8,8 +8,9 @@ upgrades on start and refuses to run against a schema newer than its code.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -107,15 +108,34 @@ def migrate(engine: sa.Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+# Key in a connection's or session's ``info``: callables to run once its
+# transaction has committed (e.g. in-process notifications, which must not
+# wake a reader before the rows are visible).
+AFTER_COMMIT = "agentplane.after_commit"
+
+
+def after_commit(conn: sa.Connection | Session, callback: Callable[[], None]) -> None:
+    conn.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def _run_after_commit(info: dict[str, Any]) -> None:
+    for callback in info.pop(AFTER_COMMIT, ()):
+        callback()
+
+
 class Database:
     """An engine plus a session factory; the store every concern queries through."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        from server.pubsub import pubsub_for
         from server.storage.agentviews import AgentViewCache
 
         self.engine = engine
         self._sessions = sessionmaker(engine, class_=Session, expire_on_commit=False)
         self.agent_views = AgentViewCache()
+        # Change notifications travel with the database: NOTIFY in the
+        # writer's transaction on PostgreSQL, in-process on SQLite.
+        self.pubsub = pubsub_for(engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -124,8 +144,26 @@ class Database:
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
         """A read-or-write session committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
-            yield session
+        with self._sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except BaseException:
+                session.info.pop(AFTER_COMMIT, None)
+                raise
+            _run_after_commit(session.info)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A Core connection in a transaction: committed on success."""
+        with self.engine.connect() as conn:
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                conn.info.pop(AFTER_COMMIT, None)
+                raise
+            _run_after_commit(conn.info)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -3,13 +3,20 @@
 from sqlmodel import SQLModel
 
 from server.storage import (  # noqa: F401 - imported for their tables
+    agentdiagnostics,
     agents,
     apps,
+    appstatus,
+    connectionlogs,
     derp,
     externalauth,
     logs,
     metadata,
+    reinit,
+    resourcemonitors,
     scripts,
+    scripttimings,
+    stats,
     users,
     workspaces,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
@@ -17,6 +18,7 @@ from server.clock import Clock
 from server.errors import InvalidArgument, resource_not_found
 from server.prototime import to_timestamp
 from server.storage import agents as agent_store
+from server.storage import appstatus
 from server.storage.agentviews import AgentChildren
 from server.storage.db import Database
 from server.workspaceagents.status import connection_status, health
@@ -56,7 +58,20 @@ def readable_agent(db: Database, *, user: Any, agent_id_text: str) -> agent_stor
     return found
 
 
-def app_message(app: Any) -> pb.App:
+def status_message(status: Any) -> pb.AppStatus:
+    return pb.AppStatus(
+        id=str(status.id),
+        created_at=to_timestamp(status.created_at),
+        agent_id=str(status.agent_id),
+        app_id=str(status.app_id),
+        workspace_id=str(status.workspace_id),
+        state=status.state,
+        message=status.message,
+        uri=status.uri,
+    )
+
+
+def app_message(app: Any, statuses: Sequence[Any] = ()) -> pb.App:
     return pb.App(
         id=str(app.id),
         url=app.url,
@@ -77,15 +92,20 @@ def app_message(app: Any) -> pb.App:
             interval=app.healthcheck_interval,
             threshold=app.healthcheck_threshold,
         ),
+        statuses=[status_message(st) for st in statuses],
     )
 
 
-def children_message(children: AgentChildren) -> pb.WorkspaceAgent:
-    """The part of the agent message built from its children: apps, scripts
-    and log sources. Built once per agent revision and merged into each reply."""
+def children_message(children: AgentChildren, statuses: Sequence[Any] = ()) -> pb.WorkspaceAgent:
+    """The part of the agent message built from its children: apps (with
+    their statuses, newest first), scripts and log sources. Built once per
+    agent revision and merged into each reply."""
     blocking = any(s.run_on_start and s.start_blocks_login for s in children.scripts)
+    by_app: dict[uuid.UUID, list[Any]] = {}
+    for status in statuses:
+        by_app.setdefault(status.app_id, []).append(status)
     return pb.WorkspaceAgent(
-        apps=[app_message(a) for a in children.apps],
+        apps=[app_message(a, by_app.get(a.id, ())) for a in children.apps],
         log_sources=[
             pb.LogSource(
                 id=str(s.id),
@@ -173,5 +193,14 @@ def get_workspace_agent(
         found = agent_store.get_agent_in_workspace(conn, agent_id=agent_id)
         if found is None or not can_read_workspace(user, found.workspace.owner_id):
             raise resource_not_found()
-        children = db.agent_views.derived(conn, found.agent, "workspace_agent", children_message)
+        # App statuses change with the agent's revision too (their writers bump
+        # it), so they are read only when the cached view is rebuilt.
+        children = db.agent_views.derived(
+            conn,
+            found.agent,
+            "workspace_agent",
+            lambda ch: children_message(
+                ch, appstatus.list_newest_statuses_by_agent(conn, agent_id=agent_id)
+            ),
+        )
     return build_agent_message(found, children, now=clock.now(), inactive_timeout=inactive_timeout)

@@ -17,6 +17,7 @@ from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.workspaceagents.agents import get_workspace_agent
 from server.workspaceagents.connection import get_connection_info
+from server.workspaceagents.diagnosis import get_workspace_agent_diagnosis
 
 
 @map_servicer_errors
@@ -53,3 +54,16 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
         return get_connection_info(
             self._db, self._settings, self._derp, user=user, agent_id_text=request.agent_id
         )
+
+    async def GetWorkspaceAgentDiagnosis(
+        self, request: pb.GetWorkspaceAgentDiagnosisRequest, context: Any
+    ) -> Any:
+        user = self._auth.user(context)
+        diagnosis = get_workspace_agent_diagnosis(
+            self._db,
+            self._clock,
+            user=user,
+            agent_id_text=request.id,
+            inactive_timeout=self._inactive,
+        )
+        return pb.GetWorkspaceAgentDiagnosisResponse(diagnosis=diagnosis)

@@ -182,3 +182,100 @@ def test_rfc3339_like_go() -> None:
         rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))))
         == "2026-01-02T01:04:05Z"
     )
+
+
+def test_agent_reflects_what_it_reported(rest, clock, provision) -> None:
+    """Lifecycle, startup facts, app health and connection, as the agent
+    reported them over the legacy REST routes and the RPCs behind them."""
+    from coder.agent.v2 import agent_pb2
+
+    from rest_facade import CORE_EXTENSION
+
+    ws = provision.workspace()
+    main = ws.agent("main")
+    agent_headers = {"Coder-Session-Token": main.auth_token}
+    t0 = clock.now()
+    assert (
+        rest.post(
+            "/api/v2/workspaceagents/me/report-stats", json={}, headers=agent_headers
+        ).status_code
+        == 200
+    )
+    stub = rest.application.extensions[CORE_EXTENSION].agent
+    stub.UpdateStartup(
+        agent_pb2.UpdateStartupRequest(
+            startup=agent_pb2.Startup(
+                version="v2.20.0",
+                expanded_directory="/home/coder",
+                subsystems=[agent_pb2.Startup.EXECTRACE, agent_pb2.Startup.ENVBOX],
+            )
+        ),
+        metadata=(("coder-session-token", main.auth_token),),
+    )
+    stub.UpdateLifecycle(
+        agent_pb2.UpdateLifecycleRequest(
+            lifecycle=agent_pb2.Lifecycle(state=agent_pb2.Lifecycle.READY)
+        ),
+        metadata=(("coder-session-token", main.auth_token),),
+    )
+    body = rest.get(
+        f"/api/v2/workspaceagents/{main.id}", headers={"Coder-Session-Token": ws.api_key}
+    ).get_json()
+    assert body["status"] == "connected" and body["health"] == {"healthy": True, "reason": ""}
+    assert body["lifecycle_state"] == "ready"
+    assert body["started_at"] == body["ready_at"] == rfc3339(t0)
+    assert body["first_connected_at"] == body["last_connected_at"] == rfc3339(t0)
+    assert body["disconnected_at"] is None
+    assert (body["version"], body["expanded_directory"], body["subsystems"]) == (
+        "v2.20.0",
+        "/home/coder",
+        ["envbox", "exectrace"],
+    )
+    assert body["api_version"] == "2.13"
+
+
+DIAGNOSIS_KEYS = {
+    "agent_id",
+    "build_number",
+    "created_at",
+    "disconnected_at",
+    "failed_scripts",
+    "first_connected_at",
+    "last_connected_at",
+    "last_connected_replica_id",
+    "lifecycle_state",
+    "pending_scripts",
+    "state_seconds",
+    "state_since",
+    "status",
+    "summary",
+    "token_rejection",
+    "waiting_on",
+}
+
+
+def test_diagnosis_route(rest, clock, provision) -> None:
+    ws = provision.workspace()
+    old = ws.agent("main")
+    build = provision.rebuild(ws)
+    new = next(a for a in build.agents if a.name == "main")
+    refused = rest.get(
+        "/api/v2/workspaceagents/me/manifest", headers={"Coder-Session-Token": old.auth_token}
+    )
+    assert refused.status_code == 401
+    resp = rest.get(
+        f"/api/v2/workspaceagents/{new.id}/diagnosis", headers={"Coder-Session-Token": ws.api_key}
+    )
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert set(body) == DIAGNOSIS_KEYS
+    assert (body["status"], body["waiting_on"], body["build_number"]) == ("connecting", "token", 2)
+    assert body["token_rejection"]["build_number"] == 1
+    assert body["token_rejection"]["rejected_at"] == rfc3339(clock.now())
+    assert body["last_connected_replica_id"] is None and body["first_connected_at"] is None
+    assert body["state_since"] == body["created_at"] and body["state_seconds"] == 0
+    missing = rest.get(
+        f"/api/v2/workspaceagents/{uuid.uuid4()}/diagnosis",
+        headers={"Coder-Session-Token": ws.api_key},
+    )
+    assert missing.status_code == 404

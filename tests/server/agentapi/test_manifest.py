@@ -52,7 +52,9 @@ def test_later_rpcs_answer_unimplemented(channel, provision) -> None:
     ws = provision.workspace()
     md = token_md(ws.agent("main").auth_token)
     with pytest.raises(grpc.RpcError) as info:
-        agent_pb2_grpc.AgentStub(channel).UpdateStats(agent_pb2.UpdateStatsRequest(), metadata=md)
+        agent_pb2_grpc.AgentStub(channel).ListSubAgents(
+            agent_pb2.ListSubAgentsRequest(), metadata=md
+        )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(grpc.RpcError) as info:
         next(

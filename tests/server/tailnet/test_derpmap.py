@@ -78,7 +78,7 @@ def test_bad_config_files(tmp_path, content: str) -> None:
         load_derp_config(tmp_path / "missing.json")
 
 
-def test_configured_map_reaches_clients(tmp_path, settings, db, clock, provision) -> None:
+def test_configured_map_reaches_clients(tmp_path, settings, db, clock) -> None:
     path = tmp_path / "derp.json"
     path.write_text(json.dumps(CUSTOM))
     DERPMapSource(db, clock, access_url="http://x", disable_direct=False).install(

@@ -22,35 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61gentplane/admin/v1/admin.proto\x12\x13\x61gentplane.admin.v1\"B\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"`\n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\"\"\n\x12\x43reateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"&\n\x13\x43reateTokenResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"H\n\x16\x43reateWorkspaceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\"D\n\x17\x43reateWorkspaceResponse\x12)\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x1a.agentplane.admin.v1.Build\"[\n\x15\x42uildWorkspaceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\x12\x12\n\ntransition\x18\x04 \x01(\t\"C\n\x16\x42uildWorkspaceResponse\x12)\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x1a.agentplane.admin.v1.Build\"\x90\x01\n\x05\x42uild\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08\x62uild_id\x18\x02 \x01(\t\x12\x14\n\x0c\x62uild_number\x18\x03 \x01(\x05\x12\x12\n\ntransition\x18\x04 \x01(\t\x12\x35\n\x06\x61gents\x18\x05 \x03(\x0b\x32%.agentplane.admin.v1.ProvisionedAgent\"\xc3\x01\n\x10ProvisionedAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12\x16\n\tparent_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nauth_token\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61uth_instance_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x0c\n\n_parent_idB\r\n\x0b_auth_tokenB\x13\n\x11_auth_instance_id2\xa8\x03\n\x0c\x41\x64minService\x12]\n\nCreateUser\x12&.agentplane.admin.v1.CreateUserRequest\x1a\'.agentplane.admin.v1.CreateUserResponse\x12`\n\x0b\x43reateToken\x12\'.agentplane.admin.v1.CreateTokenRequest\x1a(.agentplane.admin.v1.CreateTokenResponse\x12l\n\x0f\x43reateWorkspace\x12+.agentplane.admin.v1.CreateWorkspaceRequest\x1a,.agentplane.admin.v1.CreateWorkspaceResponse\x12i\n\x0e\x42uildWorkspace\x12*.agentplane.admin.v1.BuildWorkspaceRequest\x1a+.agentplane.admin.v1.BuildWorkspaceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61gentplane/admin/v1/admin.proto\x12\x13\x61gentplane.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"`\n\x12\x43reateUserResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\"\"\n\x12\x43reateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"&\n\x13\x43reateTokenResponse\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"H\n\x16\x43reateWorkspaceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\"D\n\x17\x43reateWorkspaceResponse\x12)\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x1a.agentplane.admin.v1.Build\"[\n\x15\x42uildWorkspaceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\x12\x12\n\ntransition\x18\x04 \x01(\t\"C\n\x16\x42uildWorkspaceResponse\x12)\n\x05\x62uild\x18\x01 \x01(\x0b\x32\x1a.agentplane.admin.v1.Build\"\x90\x01\n\x05\x42uild\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08\x62uild_id\x18\x02 \x01(\t\x12\x14\n\x0c\x62uild_number\x18\x03 \x01(\x05\x12\x12\n\ntransition\x18\x04 \x01(\t\x12\x35\n\x06\x61gents\x18\x05 \x03(\x0b\x32%.agentplane.admin.v1.ProvisionedAgent\"\xc3\x01\n\x10ProvisionedAgent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12\x16\n\tparent_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nauth_token\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x1d\n\x10\x61uth_instance_id\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\x0c\n\n_parent_idB\r\n\x0b_auth_tokenB\x13\n\x11_auth_instance_id\"\xb3\x01\n\x17LinkExternalAuthRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x03 \x01(\t\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10token_extra_json\x18\x06 \x01(\t\"p\n\x18LinkExternalAuthResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bprovider_id\x18\x02 \x01(\t\x12.\n\nupdated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"5\n\x16ReinitWorkspaceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"g\n\x17ReinitWorkspaceResponse\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0c\x62uild_number\x18\x04 \x01(\x05\x32\x87\x05\n\x0c\x41\x64minService\x12]\n\nCreateUser\x12&.agentplane.admin.v1.CreateUserRequest\x1a\'.agentplane.admin.v1.CreateUserResponse\x12`\n\x0b\x43reateToken\x12\'.agentplane.admin.v1.CreateTokenRequest\x1a(.agentplane.admin.v1.CreateTokenResponse\x12l\n\x0f\x43reateWorkspace\x12+.agentplane.admin.v1.CreateWorkspaceRequest\x1a,.agentplane.admin.v1.CreateWorkspaceResponse\x12i\n\x0e\x42uildWorkspace\x12*.agentplane.admin.v1.BuildWorkspaceRequest\x1a+.agentplane.admin.v1.BuildWorkspaceResponse\x12o\n\x10LinkExternalAuth\x12,.agentplane.admin.v1.LinkExternalAuthRequest\x1a-.agentplane.admin.v1.LinkExternalAuthResponse\x12l\n\x0fReinitWorkspace\x12+.agentplane.admin.v1.ReinitWorkspaceRequest\x1a,.agentplane.admin.v1.ReinitWorkspaceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentplane.admin.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEUSERREQUEST']._serialized_start=56
-  _globals['_CREATEUSERREQUEST']._serialized_end=122
-  _globals['_CREATEUSERRESPONSE']._serialized_start=124
-  _globals['_CREATEUSERRESPONSE']._serialized_end=220
-  _globals['_CREATETOKENREQUEST']._serialized_start=222
-  _globals['_CREATETOKENREQUEST']._serialized_end=256
-  _globals['_CREATETOKENRESPONSE']._serialized_start=258
-  _globals['_CREATETOKENRESPONSE']._serialized_end=296
-  _globals['_CREATEWORKSPACEREQUEST']._serialized_start=298
-  _globals['_CREATEWORKSPACEREQUEST']._serialized_end=370
-  _globals['_CREATEWORKSPACERESPONSE']._serialized_start=372
-  _globals['_CREATEWORKSPACERESPONSE']._serialized_end=440
-  _globals['_BUILDWORKSPACEREQUEST']._serialized_start=442
-  _globals['_BUILDWORKSPACEREQUEST']._serialized_end=533
-  _globals['_BUILDWORKSPACERESPONSE']._serialized_start=535
-  _globals['_BUILDWORKSPACERESPONSE']._serialized_end=602
-  _globals['_BUILD']._serialized_start=605
-  _globals['_BUILD']._serialized_end=749
-  _globals['_PROVISIONEDAGENT']._serialized_start=752
-  _globals['_PROVISIONEDAGENT']._serialized_end=947
-  _globals['_ADMINSERVICE']._serialized_start=950
-  _globals['_ADMINSERVICE']._serialized_end=1374
+  _globals['_CREATEUSERREQUEST']._serialized_start=89
+  _globals['_CREATEUSERREQUEST']._serialized_end=155
+  _globals['_CREATEUSERRESPONSE']._serialized_start=157
+  _globals['_CREATEUSERRESPONSE']._serialized_end=253
+  _globals['_CREATETOKENREQUEST']._serialized_start=255
+  _globals['_CREATETOKENREQUEST']._serialized_end=289
+  _globals['_CREATETOKENRESPONSE']._serialized_start=291
+  _globals['_CREATETOKENRESPONSE']._serialized_end=329
+  _globals['_CREATEWORKSPACEREQUEST']._serialized_start=331
+  _globals['_CREATEWORKSPACEREQUEST']._serialized_end=403
+  _globals['_CREATEWORKSPACERESPONSE']._serialized_start=405
+  _globals['_CREATEWORKSPACERESPONSE']._serialized_end=473
+  _globals['_BUILDWORKSPACEREQUEST']._serialized_start=475
+  _globals['_BUILDWORKSPACEREQUEST']._serialized_end=566
+  _globals['_BUILDWORKSPACERESPONSE']._serialized_start=568
+  _globals['_BUILDWORKSPACERESPONSE']._serialized_end=635
+  _globals['_BUILD']._serialized_start=638
+  _globals['_BUILD']._serialized_end=782
+  _globals['_PROVISIONEDAGENT']._serialized_start=785
+  _globals['_PROVISIONEDAGENT']._serialized_end=980
+  _globals['_LINKEXTERNALAUTHREQUEST']._serialized_start=983
+  _globals['_LINKEXTERNALAUTHREQUEST']._serialized_end=1162
+  _globals['_LINKEXTERNALAUTHRESPONSE']._serialized_start=1164
+  _globals['_LINKEXTERNALAUTHRESPONSE']._serialized_end=1276
+  _globals['_REINITWORKSPACEREQUEST']._serialized_start=1278
+  _globals['_REINITWORKSPACEREQUEST']._serialized_end=1331
+  _globals['_REINITWORKSPACERESPONSE']._serialized_start=1333
+  _globals['_REINITWORKSPACERESPONSE']._serialized_end=1436
+  _globals['_ADMINSERVICE']._serialized_start=1439
+  _globals['_ADMINSERVICE']._serialized_end=2086
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -105,3 +108,49 @@ class ProvisionedAgent(_message.Message):
     auth_token: str
     auth_instance_id: str
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., resource_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., auth_token: _Optional[str] = ..., auth_instance_id: _Optional[str] = ...) -> None: ...
+
+class LinkExternalAuthRequest(_message.Message):
+    __slots__ = ("user", "provider_id", "access_token", "refresh_token", "expires_at", "token_extra_json")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXTRA_JSON_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    provider_id: str
+    access_token: str
+    refresh_token: str
+    expires_at: _timestamp_pb2.Timestamp
+    token_extra_json: str
+    def __init__(self, user: _Optional[str] = ..., provider_id: _Optional[str] = ..., access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token_extra_json: _Optional[str] = ...) -> None: ...
+
+class LinkExternalAuthResponse(_message.Message):
+    __slots__ = ("user_id", "provider_id", "updated_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    provider_id: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., provider_id: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReinitWorkspaceRequest(_message.Message):
+    __slots__ = ("owner", "name")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    name: str
+    def __init__(self, owner: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ReinitWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace_id", "owner_id", "reason", "build_number")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BUILD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    owner_id: str
+    reason: str
+    build_number: int
+    def __init__(self, workspace_id: _Optional[str] = ..., owner_id: _Optional[str] = ..., reason: _Optional[str] = ..., build_number: _Optional[int] = ...) -> None: ...

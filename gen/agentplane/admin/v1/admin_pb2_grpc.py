@@ -54,6 +54,16 @@ class AdminServiceStub:
                 request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceRequest.SerializeToString,
                 response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.LinkExternalAuth = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/LinkExternalAuth',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthResponse.FromString,
+                _registered_method=True)
+        self.ReinitWorkspace = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/ReinitWorkspace',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -88,6 +98,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkExternalAuth(self, request, context):
+        """Stores (or replaces) a user's token for a configured external auth
+        provider; agents long-polling `me/external-auth?listen` wake up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReinitWorkspace(self, request, context):
+        """Asks the agents of a workspace to reinitialize: `me/reinit` streams
+        answer with a `prebuild_claimed` event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +136,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.BuildWorkspace,
                     request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceRequest.FromString,
                     response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceResponse.SerializeToString,
+            ),
+            'LinkExternalAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkExternalAuth,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthResponse.SerializeToString,
+            ),
+            'ReinitWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinitWorkspace,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +256,60 @@ class AdminService:
             '/agentplane.admin.v1.AdminService/BuildWorkspace',
             agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceRequest.SerializeToString,
             agentplane_dot_admin_dot_v1_dot_admin__pb2.BuildWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkExternalAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/LinkExternalAuth',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.LinkExternalAuthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinitWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/ReinitWorkspace',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentplane/me/v1/me.proto\x12\x10\x61gentplane.me.v1\"\x15\n\x13GetGitSSHKeyRequest\"?\n\x14GetGitSSHKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t2j\n\tMeService\x12]\n\x0cGetGitSSHKey\x12%.agentplane.me.v1.GetGitSSHKeyRequest\x1a&.agentplane.me.v1.GetGitSSHKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentplane/me/v1/me.proto\x12\x10\x61gentplane.me.v1\"\x15\n\x13GetGitSSHKeyRequest\"?\n\x14GetGitSSHKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t\"C\n\x16GetExternalAuthRequest\x12\r\n\x05match\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\x08\"\x88\x01\n\x17GetExternalAuthResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x18\n\x10token_extra_json\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x10\n\x08password\x18\x06 \x01(\t\"\"\n\x12WatchReinitRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"\x81\x01\n\x13WatchReinitResponse\x12&\n\x04ping\x18\x01 \x01(\x0b\x32\x16.agentplane.me.v1.PingH\x00\x12\x39\n\x06reinit\x18\x02 \x01(\x0b\x32\'.agentplane.me.v1.ReinitializationEventH\x00\x42\x07\n\x05\x65vent\"\x06\n\x04Ping\"O\n\x15ReinitializationEvent\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xb0\x02\n\tMeService\x12]\n\x0cGetGitSSHKey\x12%.agentplane.me.v1.GetGitSSHKeyRequest\x1a&.agentplane.me.v1.GetGitSSHKeyResponse\x12\x66\n\x0fGetExternalAuth\x12(.agentplane.me.v1.GetExternalAuthRequest\x1a).agentplane.me.v1.GetExternalAuthResponse\x12\\\n\x0bWatchReinit\x12$.agentplane.me.v1.WatchReinitRequest\x1a%.agentplane.me.v1.WatchReinitResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETGITSSHKEYREQUEST']._serialized_end=68
   _globals['_GETGITSSHKEYRESPONSE']._serialized_start=70
   _globals['_GETGITSSHKEYRESPONSE']._serialized_end=133
-  _globals['_MESERVICE']._serialized_start=135
-  _globals['_MESERVICE']._serialized_end=241
+  _globals['_GETEXTERNALAUTHREQUEST']._serialized_start=135
+  _globals['_GETEXTERNALAUTHREQUEST']._serialized_end=202
+  _globals['_GETEXTERNALAUTHRESPONSE']._serialized_start=205
+  _globals['_GETEXTERNALAUTHRESPONSE']._serialized_end=341
+  _globals['_WATCHREINITREQUEST']._serialized_start=343
+  _globals['_WATCHREINITREQUEST']._serialized_end=377
+  _globals['_WATCHREINITRESPONSE']._serialized_start=380
+  _globals['_WATCHREINITRESPONSE']._serialized_end=509
+  _globals['_PING']._serialized_start=511
+  _globals['_PING']._serialized_end=517
+  _globals['_REINITIALIZATIONEVENT']._serialized_start=519
+  _globals['_REINITIALIZATIONEVENT']._serialized_end=598
+  _globals['_MESERVICE']._serialized_start=601
+  _globals['_MESERVICE']._serialized_end=905
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,16 @@ class MeServiceStub:
                 request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyRequest.SerializeToString,
                 response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyResponse.FromString,
                 _registered_method=True)
+        self.GetExternalAuth = channel.unary_unary(
+                '/agentplane.me.v1.MeService/GetExternalAuth',
+                request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthRequest.SerializeToString,
+                response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthResponse.FromString,
+                _registered_method=True)
+        self.WatchReinit = channel.unary_stream(
+                '/agentplane.me.v1.MeService/WatchReinit',
+                request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.SerializeToString,
+                response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.FromString,
+                _registered_method=True)
 
 
 class MeServiceServicer:
@@ -51,6 +61,24 @@ class MeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExternalAuth(self, request, context):
+        """The workspace owner's token for an external auth provider (REST
+        `GET me/external-auth` and the legacy `GET me/gitauth`). With `listen`
+        the call waits (bounded) for a usable token when there is none yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchReinit(self, request, context):
+        """The source of `GET me/reinit` (Server-Sent Events): a ping at once and
+        then every keep-alive interval, and a reinitialization event whenever the
+        workspace is asked to reinitialize. Ends only when the caller cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +86,16 @@ def add_MeServiceServicer_to_server(servicer, server):
                     servicer.GetGitSSHKey,
                     request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyRequest.FromString,
                     response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyResponse.SerializeToString,
+            ),
+            'GetExternalAuth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExternalAuth,
+                    request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthRequest.FromString,
+                    response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthResponse.SerializeToString,
+            ),
+            'WatchReinit': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReinit,
+                    request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.FromString,
+                    response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +125,60 @@ class MeService:
             '/agentplane.me.v1.MeService/GetGitSSHKey',
             agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyRequest.SerializeToString,
             agentplane_dot_me_dot_v1_dot_me__pb2.GetGitSSHKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExternalAuth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.me.v1.MeService/GetExternalAuth',
+            agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthRequest.SerializeToString,
+            agentplane_dot_me_dot_v1_dot_me__pb2.GetExternalAuthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReinit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentplane.me.v1.MeService/WatchReinit',
+            agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.SerializeToString,
+            agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.FromString,
             options,
             channel_credentials,
             insecure,

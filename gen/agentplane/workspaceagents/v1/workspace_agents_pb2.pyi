@@ -245,3 +245,73 @@ class Script(_message.Message):
     timeout_seconds: int
     display_name: str
     def __init__(self, id: _Optional[str] = ..., log_source_id: _Optional[str] = ..., log_path: _Optional[str] = ..., script: _Optional[str] = ..., cron: _Optional[str] = ..., run_on_start: _Optional[bool] = ..., run_on_stop: _Optional[bool] = ..., start_blocks_login: _Optional[bool] = ..., timeout_seconds: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class GetWorkspaceAgentDiagnosisRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetWorkspaceAgentDiagnosisResponse(_message.Message):
+    __slots__ = ("diagnosis",)
+    DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
+    diagnosis: Diagnosis
+    def __init__(self, diagnosis: _Optional[_Union[Diagnosis, _Mapping]] = ...) -> None: ...
+
+class Diagnosis(_message.Message):
+    __slots__ = ("agent_id", "status", "lifecycle_state", "waiting_on", "summary", "build_number", "created_at", "first_connected_at", "last_connected_at", "disconnected_at", "last_connected_replica_id", "token_rejection", "state_since", "state_seconds", "pending_scripts", "failed_scripts")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_STATE_FIELD_NUMBER: _ClassVar[int]
+    WAITING_ON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    BUILD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DISCONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONNECTED_REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_REJECTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_SINCE_FIELD_NUMBER: _ClassVar[int]
+    STATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    status: str
+    lifecycle_state: str
+    waiting_on: str
+    summary: str
+    build_number: int
+    created_at: _timestamp_pb2.Timestamp
+    first_connected_at: _timestamp_pb2.Timestamp
+    last_connected_at: _timestamp_pb2.Timestamp
+    disconnected_at: _timestamp_pb2.Timestamp
+    last_connected_replica_id: str
+    token_rejection: TokenRejection
+    state_since: _timestamp_pb2.Timestamp
+    state_seconds: int
+    pending_scripts: _containers.RepeatedScalarFieldContainer[str]
+    failed_scripts: _containers.RepeatedCompositeFieldContainer[ScriptFailure]
+    def __init__(self, agent_id: _Optional[str] = ..., status: _Optional[str] = ..., lifecycle_state: _Optional[str] = ..., waiting_on: _Optional[str] = ..., summary: _Optional[str] = ..., build_number: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_replica_id: _Optional[str] = ..., token_rejection: _Optional[_Union[TokenRejection, _Mapping]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_seconds: _Optional[int] = ..., pending_scripts: _Optional[_Iterable[str]] = ..., failed_scripts: _Optional[_Iterable[_Union[ScriptFailure, _Mapping]]] = ...) -> None: ...
+
+class TokenRejection(_message.Message):
+    __slots__ = ("rejected_at", "reason", "build_number", "attempts")
+    REJECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BUILD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    rejected_at: _timestamp_pb2.Timestamp
+    reason: str
+    build_number: int
+    attempts: int
+    def __init__(self, rejected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., build_number: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class ScriptFailure(_message.Message):
+    __slots__ = ("display_name", "exit_code", "status")
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    display_name: str
+    exit_code: int
+    status: str
+    def __init__(self, display_name: _Optional[str] = ..., exit_code: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...

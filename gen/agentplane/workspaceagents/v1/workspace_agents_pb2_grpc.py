@@ -44,6 +44,11 @@ class WorkspaceAgentsServiceStub:
                 request_serializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoRequest.SerializeToString,
                 response_deserializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoResponse.FromString,
                 _registered_method=True)
+        self.GetWorkspaceAgentDiagnosis = channel.unary_unary(
+                '/agentplane.workspaceagents.v1.WorkspaceAgentsService/GetWorkspaceAgentDiagnosis',
+                request_serializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisRequest.SerializeToString,
+                response_deserializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisResponse.FromString,
+                _registered_method=True)
 
 
 class WorkspaceAgentsServiceServicer:
@@ -63,6 +68,14 @@ class WorkspaceAgentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWorkspaceAgentDiagnosis(self, request, context):
+        """Why an agent is not (yet) working: the step it is waiting on, with the
+        facts behind the answer. agentplane's own; Coder has no equivalent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkspaceAgentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_WorkspaceAgentsServiceServicer_to_server(servicer, server):
                     servicer.GetConnectionInfo,
                     request_deserializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoRequest.FromString,
                     response_serializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoResponse.SerializeToString,
+            ),
+            'GetWorkspaceAgentDiagnosis': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkspaceAgentDiagnosis,
+                    request_deserializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisRequest.FromString,
+                    response_serializer=agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class WorkspaceAgentsService:
             '/agentplane.workspaceagents.v1.WorkspaceAgentsService/GetConnectionInfo',
             agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoRequest.SerializeToString,
             agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetConnectionInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkspaceAgentDiagnosis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.workspaceagents.v1.WorkspaceAgentsService/GetWorkspaceAgentDiagnosis',
+            agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisRequest.SerializeToString,
+            agentplane_dot_workspaceagents_dot_v1_dot_workspace__agents__pb2.GetWorkspaceAgentDiagnosisResponse.FromString,
             options,
             channel_credentials,
             insecure,
