@@ -181,3 +181,35 @@ def test_servicer_external_source_and_limit(channel, provision, settings, db) ->
             agent_pb2.BatchCreateLogsRequest(log_source_id=b"\x01", logs=_logs("x")), metadata=md
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_concurrent_batches_keep_their_own_outcomes(channel, provision, db, settings) -> None:
+    """Batches committed together (group commit) are still judged one by one:
+    exactly the acknowledged ones are stored, and the limit holds."""
+    import concurrent.futures
+
+    workspaces = [provision.workspace(), provision.workspace()]
+    stub = agent_pb2_grpc.AgentStub(channel)
+    limit = settings.agent_logs_limit_bytes
+    line = "x" * (limit // 10)  # ten batches fill an agent; the rest are refused
+
+    def send(i: int) -> tuple[str, int, bool]:
+        ws = workspaces[i % 2]
+        resp = stub.BatchCreateLogs(
+            agent_pb2.BatchCreateLogsRequest(
+                log_source_id=uuid.UUID(int=0).bytes,
+                logs=[agent_pb2.Log(output=f"{i:04d}{line[4:]}")],
+            ),
+            metadata=token_md(ws.agent("main").auth_token),
+        )
+        return ws.agent("main").id, i, resp.log_limit_exceeded
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(send, range(30)))
+    for ws in workspaces:
+        agent_id = ws.agent("main").id
+        accepted = {i for a, i, exceeded in results if a == agent_id and not exceeded}
+        stored = {int(r.output[:4]) for r in _rows(db, agent_id)}
+        assert stored == accepted and len(accepted) == 10
+        state = _state(db, agent_id)
+        assert state.logs_length == 10 * len(line) and state.logs_overflowed
