@@ -450,8 +450,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     until the agent is replaced by a newer build or you press Ctrl-C."""
     from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 
-    token = args.token or os.environ.get("AGENTPLANE_SESSION_TOKEN") or os.environ.get(
-        "CODER_SESSION_TOKEN"
+    token = (
+        args.token
+        or os.environ.get("AGENTPLANE_SESSION_TOKEN")
+        or os.environ.get("CODER_SESSION_TOKEN")
     )
     if not token:
         return fail("a user API key is needed: --token or AGENTPLANE_SESSION_TOKEN")
@@ -462,8 +464,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
     def show(log: Any) -> None:
         ts = log.created_at.ToDatetime().isoformat(timespec="milliseconds") + "Z"
         if args.format == "json":
-            print(json.dumps({"id": log.id, "created_at": ts, "level": log.level,
-                              "output": log.output, "source_id": log.source_id}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "id": log.id,
+                        "created_at": ts,
+                        "level": log.level,
+                        "output": log.output,
+                        "source_id": log.source_id,
+                    }
+                ),
+                flush=True,
+            )
         else:
             print(f"{ts} {log.level.upper():<5} {log.output}", flush=True)
 
@@ -473,7 +485,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
             while True:
                 page = stub.ListWorkspaceAgentLogs(
                     logs_pb2.ListWorkspaceAgentLogsRequest(agent_id=args.agent_id, after=after),
-                    metadata=md, timeout=30)
+                    metadata=md,
+                    timeout=30,
+                )
                 for log in page.logs:
                     show(log)
                 if not page.more or not page.logs:
@@ -487,8 +501,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
             for log in message.logs:
                 show(log)
             if message.event == event.EVENT_LOGS_OVERFLOWED:
-                print("agentplane: the agent reached its log limit; later logs were not stored.",
-                      file=sys.stderr, flush=True)
+                print(
+                    "agentplane: the agent reached its log limit; later logs were not stored.",
+                    file=sys.stderr,
+                    flush=True,
+                )
             elif message.event == event.EVENT_AGENT_REPLACED:
                 print("agentplane: a newer build replaced this agent.", file=sys.stderr)
                 return 0
@@ -596,10 +613,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep streaming new logs")
     p.add_argument("--after", type=int, default=0, help="only logs with id > AFTER")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.add_argument("--token", default=None,
-                   help="user API key (env AGENTPLANE_SESSION_TOKEN or CODER_SESSION_TOKEN)")
-    p.add_argument("--grpc-address", default=None,
-                   help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="user API key (env AGENTPLANE_SESSION_TOKEN or CODER_SESSION_TOKEN)",
+    )
+    p.add_argument(
+        "--grpc-address",
+        default=None,
+        help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)",
+    )
     p.set_defaults(func=cmd_logs)
     return parser
 

@@ -149,17 +149,18 @@ def _context(row: Any) -> AgentInWorkspace | None:
         resource_id=row.resource_id,
         build=BuildRef(row.ctx_build_id, row.ctx_build_number, row.ctx_transition),
         workspace=WorkspaceRef(
-            row.ctx_workspace_id, row.ctx_owner_id, row.ctx_workspace_name,
-            row.ctx_workspace_deleted, row.ctx_owner_username,
+            row.ctx_workspace_id,
+            row.ctx_owner_id,
+            row.ctx_workspace_name,
+            row.ctx_workspace_deleted,
+            row.ctx_owner_username,
         ),
     )
 
 
 # Built once: these lookups run on every call, and building a statement costs
 # more than executing its cached compilation.
-_BY_ID = _agent_context_query().where(
-    _AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted
-)
+_BY_ID = _agent_context_query().where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted)
 _BY_TOKEN = _agent_context_query().where(
     _AGENTS.c.auth_token_hash == sa.bindparam("token_hash"),
     ~_AGENTS.c.deleted,
@@ -196,9 +197,7 @@ def bump_revision(conn: sa.Connection | Session, *, agent_id: uuid.UUID) -> None
     """Marks the agent's view as changed; call it in the same transaction as
     any write to the agent's apps, scripts, log sources or metadata."""
     conn.execute(
-        sa.update(_AGENTS)
-        .where(_AGENTS.c.id == agent_id)
-        .values(revision=_AGENTS.c.revision + 1)
+        sa.update(_AGENTS).where(_AGENTS.c.id == agent_id).values(revision=_AGENTS.c.revision + 1)
     )
 
 
@@ -246,15 +245,13 @@ def is_latest_build(conn: sa.Connection, *, workspace_id: uuid.UUID, build_numbe
     return latest == build_number
 
 
-_WORKSPACE_HEAD = (
-    sa.select(
-        _WORKSPACES.c.deleted,
-        sa.select(sa.func.max(_BUILDS.c.build_number))
-        .where(_BUILDS.c.workspace_id == _WORKSPACES.c.id)
-        .scalar_subquery()
-        .label("latest_build_number"),
-    ).where(_WORKSPACES.c.id == sa.bindparam("workspace_id"))
-)
+_WORKSPACE_HEAD = sa.select(
+    _WORKSPACES.c.deleted,
+    sa.select(sa.func.max(_BUILDS.c.build_number))
+    .where(_BUILDS.c.workspace_id == _WORKSPACES.c.id)
+    .scalar_subquery()
+    .label("latest_build_number"),
+).where(_WORKSPACES.c.id == sa.bindparam("workspace_id"))
 
 
 def get_workspace_head(conn: sa.Connection, *, workspace_id: uuid.UUID) -> Any:
