@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel
 
 from server.storage.types import json_column, new_id, required_timestamp, utc_timestamp
 from server.storage.users import User
@@ -182,17 +182,6 @@ def get_authenticated_agent_by_token_hash(
     return _context(conn.execute(_BY_TOKEN, {"token_hash": token_hash}).first())
 
 
-def list_agents_by_build(session: Session, *, build_id: uuid.UUID) -> list[WorkspaceAgent]:
-    return list(
-        session.exec(
-            select(WorkspaceAgent)
-            .join(WorkspaceResource, col(WorkspaceResource.id) == WorkspaceAgent.resource_id)
-            .where(WorkspaceResource.build_id == build_id)
-            .order_by(col(WorkspaceAgent.display_order), col(WorkspaceAgent.name))
-        ).all()
-    )
-
-
 def bump_revision(conn: sa.Connection | Session, *, agent_id: uuid.UUID) -> None:
     """Marks the agent's view as changed; call it in the same transaction as
     any write to the agent's apps, scripts, log sources or metadata."""
@@ -233,16 +222,6 @@ def set_agent_token_hash(
     conn.execute(
         sa.update(_AGENTS).where(_AGENTS.c.id == agent_id).values(auth_token_hash=token_hash)
     )
-
-
-_LATEST_BUILD_NUMBER = sa.select(sa.func.max(_BUILDS.c.build_number)).where(
-    _BUILDS.c.workspace_id == sa.bindparam("workspace_id")
-)
-
-
-def is_latest_build(conn: sa.Connection, *, workspace_id: uuid.UUID, build_number: int) -> bool:
-    latest = conn.execute(_LATEST_BUILD_NUMBER, {"workspace_id": workspace_id}).scalar()
-    return latest == build_number
 
 
 _WORKSPACE_HEAD = sa.select(

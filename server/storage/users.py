@@ -73,10 +73,6 @@ def insert_api_key(session: Session, *, key: ApiKey) -> ApiKey:
     return key
 
 
-def get_api_key_by_id(session: Session, *, key_id: str) -> ApiKey | None:
-    return session.get(ApiKey, key_id)
-
-
 @dataclasses.dataclass(frozen=True)
 class KeyOwner:
     """What authenticating an API key needs, read in one query."""
@@ -93,7 +89,6 @@ _KEY_OWNER = (
     .where(_KEYS.c.id == sa.bindparam("key_id"))
 )
 _SSH_BY_USER = sa.select(_SSH).where(_SSH.c.user_id == sa.bindparam("user_id"))
-_USER_BY_ID = sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id"))
 
 
 def get_api_key_owner(conn: sa.Connection, *, key_id: str) -> KeyOwner | None:
@@ -105,7 +100,3 @@ def get_api_key_owner(conn: sa.Connection, *, key_id: str) -> KeyOwner | None:
 
 def get_gitsshkey_by_user(conn: sa.Connection, *, user_id: uuid.UUID) -> Any:
     return conn.execute(_SSH_BY_USER, {"user_id": user_id}).first()
-
-
-def get_user_row(conn: sa.Connection, *, user_id: uuid.UUID) -> Any:
-    return conn.execute(_USER_BY_ID, {"user_id": user_id}).first()
