@@ -24,7 +24,6 @@ from server.config import DEFAULT_GRPC_ADDRESS, Settings, SettingsError, load_se
 log = logging.getLogger("agentplane")
 
 SERVER_FLAGS = (
-    ("--agent-logs-limit-bytes", "per-agent cap on stored log output (default 1048576)"),
     ("--http-address", "REST facade address HOST:PORT (default 127.0.0.1:3000)"),
     ("--grpc-address", "gRPC core address HOST:PORT (default 127.0.0.1:3001)"),
     ("--database-url", "sqlite:///PATH or postgresql://... (default SQLite in the data dir)"),
@@ -32,6 +31,7 @@ SERVER_FLAGS = (
     ("--derp-config", "DERP map JSON file (tailcfg.DERPMap); default: an embedded relay"),
     ("--access-url", "public URL of the REST facade (default http://HTTP_ADDRESS)"),
     ("--core-address", "where the facade reaches the core (default unix:DATA_DIR/core.sock)"),
+    ("--agent-logs-limit-bytes", "per-agent cap on stored log output (default 1048576)"),
     ("--aws-instance-identity-certs", "PEM bundle of AWS IID certificates (default: shipped)"),
     ("--aws-instance-identity-max-age", "reject AWS documents launched longer ago, s (0 = off)"),
     ("--azure-instance-identity-roots", "PEM roots for Azure attested data (default: shipped)"),
