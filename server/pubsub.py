@@ -123,7 +123,11 @@ class _Hub:
             loop.call_soon_threadsafe(self.deliver, topic, key)
 
     def wake_all(self) -> None:
-        for subs in list(self._subs.values()):
+        """Wakes everyone as if each key had been published (so caches keyed
+        on the delivery counter are not reused across a lost stretch)."""
+        self._counter += 1
+        for key, subs in list(self._subs.items()):
+            self.seq[key] = self._counter
             for sub in list(subs):
                 sub._wake()
 
@@ -200,8 +204,16 @@ class PostgresPubSub:
     async def _listen_forever(self) -> None:
         while not self._closing:
             try:
+                # TCP keepalives: a silently dead connection (no reset) is
+                # noticed in about 30 s instead of the OS's two hours.
                 async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=10
+                    self._dsn,
+                    autocommit=True,
+                    connect_timeout=10,
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=4,
                 ) as conn:
                     await conn.execute(f"LISTEN {PG_CHANNEL}")
                     self._listening.set()

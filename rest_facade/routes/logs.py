@@ -257,6 +257,7 @@ class _Pump:
         self.call = call
         self.items: queue.Queue[Any] = queue.Queue(maxsize=256)
         self._held: list[Any] = []
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="log-follow")
         self._thread.start()
 
@@ -269,10 +270,22 @@ class _Pump:
     def _run(self) -> None:
         try:
             for message in self.call:
-                self.items.put(message)
+                if not self._put(message):
+                    return
         except grpc.RpcError as err:
-            self.items.put(err)
-        self.items.put(None)
+            self._put(err)
+        self._put(None)
+
+    def _put(self, item: Any) -> bool:
+        """Queues an item unless the follower has gone; never blocks forever
+        (a slow client that leaves must not strand this thread)."""
+        while not self._stopped.is_set():
+            try:
+                self.items.put(item, timeout=1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def get(self, timeout: float) -> Any:
         if self._held:
@@ -280,6 +293,7 @@ class _Pump:
         return self.items.get(timeout=timeout)
 
     def cancel(self) -> None:
+        self._stopped.set()
         self.call.cancel()
 
 

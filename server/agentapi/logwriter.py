@@ -71,6 +71,8 @@ class LogWriter:
             # join this group.
             await asyncio.sleep(0)
             group, self._pending = self._pending, []
+            # A fixed lock order (agent rows) across replicas: no deadlocks.
+            group.sort(key=lambda job: job.agent_id)
             outcomes = self._write_group(group, self._clock.now())
             for job, outcome in zip(group, outcomes, strict=True):
                 if job.future.done():

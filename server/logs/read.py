@@ -12,6 +12,7 @@ announced and, in case a notification is lost, on a timer. Resuming with
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -71,18 +72,11 @@ def list_logs(
     )
 
 
-def _pages(db: Database, agent_id: uuid.UUID, after: int) -> list[list[Any]]:
-    pages = []
+def _page(db: Database, agent_id: uuid.UUID, after: int) -> list[Any]:
     with db.read() as conn:
-        while True:
-            rows = log_store.list_logs_page(
-                conn, agent_id=agent_id, after=after, before=None, limit=PAGE_SIZE
-            )
-            if rows:
-                pages.append(rows)
-                after = rows[-1].id
-            if len(rows) < PAGE_SIZE:
-                return pages
+        return log_store.list_logs_page(
+            conn, agent_id=agent_id, after=after, before=None, limit=PAGE_SIZE
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +87,8 @@ class _Tick:
     last: int
     overflowed: bool
     replaced: bool
+    # A full page was read: more may follow right away.
+    more: bool = False
 
 
 class FollowCache:
@@ -116,9 +112,12 @@ class FollowCache:
 
 
 def _tick(db: Database, found: agent_store.AgentInWorkspace, after: int) -> _Tick:
+    """At most one page: a follower far behind catches up over several ticks,
+    yielding the event loop between them."""
     messages = []
     last = after
-    for rows in _pages(db, found.agent.id, after):
+    rows = _page(db, found.agent.id, after)
+    if rows:
         last = rows[-1].id
         messages.append(
             logs_pb2.WatchWorkspaceAgentLogsResponse(logs=[log_message(r) for r in rows])
@@ -127,7 +126,13 @@ def _tick(db: Database, found: agent_store.AgentInWorkspace, after: int) -> _Tic
         state = log_store.get_log_state(conn, agent_id=found.agent.id)
         head = agent_store.get_workspace_head(conn, workspace_id=found.workspace.id)
     replaced = head is None or head.deleted or head.latest_build_number != found.build.build_number
-    return _Tick(tuple(messages), last, bool(state and state.logs_overflowed), replaced)
+    return _Tick(
+        tuple(messages),
+        last,
+        bool(state and state.logs_overflowed),
+        replaced,
+        more=len(rows) == PAGE_SIZE,
+    )
 
 
 async def watch_logs(
@@ -145,17 +150,20 @@ async def watch_logs(
     # is missed.
     sub = db.pubsub.subscribe((AGENT_LOGS, str(agent_id)), (WORKSPACE, str(found.workspace.id)))
     try:
+        # The backlog goes out a page at a time, yielding the loop between
+        # pages, so a million-line backlog never stalls other calls.
         last = request.after
-        pages = _pages(db, agent_id, last)
-        for i, rows in enumerate(pages):
-            last = rows[-1].id
+        while True:
+            rows = _page(db, agent_id, last)
+            complete = len(rows) < PAGE_SIZE
+            if rows:
+                last = rows[-1].id
             yield logs_pb2.WatchWorkspaceAgentLogsResponse(
-                logs=[log_message(r) for r in rows],
-                backlog=True,
-                backlog_complete=i == len(pages) - 1,
+                logs=[log_message(r) for r in rows], backlog=True, backlog_complete=complete
             )
-        if not pages:
-            yield logs_pb2.WatchWorkspaceAgentLogsResponse(backlog=True, backlog_complete=True)
+            if complete:
+                break
+            await asyncio.sleep(0)
         told_overflow = False
         woken = True
         while True:
@@ -170,6 +178,11 @@ async def watch_logs(
             if tick.overflowed and not told_overflow:
                 told_overflow = True
                 yield logs_pb2.WatchWorkspaceAgentLogsResponse(event=Event.EVENT_LOGS_OVERFLOWED)
+            if tick.more:
+                # Still catching up: read on after letting others run.
+                woken = False
+                await asyncio.sleep(0)
+                continue
             if tick.replaced:
                 # Anything stored before the replacement has been sent above.
                 yield logs_pb2.WatchWorkspaceAgentLogsResponse(event=Event.EVENT_AGENT_REPLACED)

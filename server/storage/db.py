@@ -8,6 +8,7 @@ upgrades on start and refuses to run against a schema newer than its code.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -120,8 +123,13 @@ def after_commit(conn: sa.Connection | Session, callback: Callable[[], None]) ->
 
 
 def _run_after_commit(info: dict[str, Any]) -> None:
+    # The transaction has committed: a failing callback must not make the
+    # caller believe otherwise (and, say, write the same rows again).
     for callback in info.pop(AFTER_COMMIT, ()):
-        callback()
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback failed")
 
 
 class Database:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_pg
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlmodel import Field, SQLModel
 
 from server.storage.agents import WorkspaceAgent, bump_revision
@@ -123,11 +125,11 @@ def insert_log_source_if_absent(
         "display_name": display_name,
         "icon": icon,
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(_SOURCES.insert(), row)
-    except sa.exc.IntegrityError:
-        # Another request created it between our read and our insert.
+    # ON CONFLICT DO NOTHING instead of a savepoint: another request may have
+    # created it since our read, and pysqlite's savepoints would commit early.
+    insert = (sa_sqlite.insert if conn.dialect.name == "sqlite" else sa_pg.insert)(_SOURCES)
+    created = conn.execute(insert.values(**row).on_conflict_do_nothing()).rowcount == 1
+    if not created:
         return get_log_source(conn, agent_id=agent_id, source_id=source_id), False
     # Log sources are part of the agent's cached view.
     bump_revision(conn, agent_id=agent_id)

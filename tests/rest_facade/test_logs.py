@@ -269,3 +269,33 @@ def test_sse_follow(facade_url, provision) -> None:
     event, data = next_event()
     assert event == "logs" and [x["output"] for x in data] == ["second"]
     conn.close()
+
+
+def test_follow_pump_thread_ends_when_a_slow_client_leaves() -> None:
+    """A client that stops reading fills the pump's queue; once it leaves,
+    the pump thread must not stay blocked on the full queue."""
+    import itertools
+    import threading
+
+    from rest_facade.routes.logs import _Pump
+
+    cancelled = threading.Event()
+
+    class EndlessCall:
+        def __iter__(self):
+            for i in itertools.count():
+                if cancelled.is_set():
+                    return
+                yield i
+
+        def cancel(self) -> None:
+            cancelled.set()
+
+    pump = _Pump(EndlessCall())
+    # Nobody reads: the queue fills up and the pump waits on it.
+    from tests.rest_facade._live import wait_until
+
+    wait_until(pump.items.full, timeout=10, what="the pump's queue to fill")
+    pump.cancel()
+    pump._thread.join(timeout=5)
+    assert not pump._thread.is_alive()

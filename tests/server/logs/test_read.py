@@ -177,3 +177,41 @@ def test_lost_notification_is_recovered_by_repoll(channel, provision, db, core) 
         "silent"
     ]
     follower.call.cancel()
+
+
+def test_large_backlog_and_catch_up_come_in_pages(channel, provision, db, core) -> None:
+    from server.logs.read import PAGE_SIZE
+
+    ws = provision.workspace()
+    agent_id = ws.agent("main").id
+    with db.write() as conn:
+        log_store.insert_logs(
+            conn,
+            agent_id=uuid.UUID(agent_id),
+            source_id=uuid.uuid4(),
+            created_at=core.clock.now(),
+            logs=[log_store.NewLog(f"l{i}", "info") for i in range(2 * PAGE_SIZE + 5)],
+        )
+    follower = Follower(channel, ws.api_key, agent_id)
+    sizes = []
+    while True:
+        m = follower.next()
+        sizes.append(len(m.logs))
+        assert m.backlog
+        if m.backlog_complete:
+            break
+    assert sizes == [PAGE_SIZE, PAGE_SIZE, 5]
+    # A burst larger than a page while following arrives whole, in order.
+    with db.write() as conn:
+        log_store.insert_logs(
+            conn,
+            agent_id=uuid.UUID(agent_id),
+            source_id=uuid.uuid4(),
+            created_at=core.clock.now(),
+            logs=[log_store.NewLog(f"m{i}", "info") for i in range(PAGE_SIZE + 3)],
+        )
+    got = follower.outputs_until(
+        PAGE_SIZE + 3, timeout=core.settings.log_follow_repoll_seconds + 10
+    )
+    assert got == [f"m{i}" for i in range(PAGE_SIZE + 3)]
+    follower.call.cancel()
