@@ -10,6 +10,8 @@ from werkzeug.exceptions import HTTPException
 from rest_facade.coderjson import respond
 from rest_facade.core import CoreClient
 from rest_facade.errors import error_response, rpc_error_response
+from rest_facade.streams import EXTENSION as STREAMS_EXTENSION
+from rest_facade.streams import StreamSlots
 from server.config import Settings
 
 CORE_EXTENSION = "agentplane.core"
@@ -22,6 +24,7 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions[CORE_EXTENSION] = client or CoreClient(settings.effective_core_address)
     app.extensions["agentplane.settings"] = settings
+    app.extensions[STREAMS_EXTENSION] = StreamSlots(settings.facade_threads)
     for module in (manifest, gitsshkey, connection, identity, agents, logs):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
     # Agent status (issue 4): app health/status, stats, external auth, reinit.

@@ -19,6 +19,7 @@ from rest_facade import core
 from rest_facade.coderjson import respond
 from rest_facade.core import SESSION_TOKEN_METADATA
 from rest_facade.parse import session_token
+from rest_facade.streams import stream_slots
 
 bp = Blueprint("externalauth", __name__)
 
@@ -51,11 +52,12 @@ def _external_auth() -> Response:
     if listen:
         settings = current_app.extensions["agentplane.settings"]
         metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
-        resp = client.me.GetExternalAuth(
-            req,
-            metadata=metadata,
-            timeout=settings.external_auth_listen_timeout_seconds + DEADLINE_MARGIN_SECONDS,
-        )
+        with stream_slots().held():
+            resp = client.me.GetExternalAuth(
+                req,
+                metadata=metadata,
+                timeout=settings.external_auth_listen_timeout_seconds + DEADLINE_MARGIN_SECONDS,
+            )
     else:
         resp = client.call(client.me.GetExternalAuth, req, token=token)
     return respond(external_auth_json(resp))

@@ -28,6 +28,7 @@ from rest_facade import core
 from rest_facade.coderjson import dumps, respond, timestamp
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
+from rest_facade.streams import stream_slots
 from rest_facade.websocket import PING_INTERVAL_SECONDS, serve_websocket, wants_websocket
 
 bp = Blueprint("logs", __name__)
@@ -204,7 +205,14 @@ def _get_logs(agent_id: str) -> Response:
         )
     token = session_token()
     if follow:
-        return _follow(agent_id, after or 0, token)
+        slots = stream_slots()
+        slots.acquire()
+        try:
+            resp = _follow(agent_id, after or 0, token)
+        except BaseException:
+            slots.release()
+            raise
+        return slots.release_when_closed(resp)
     return _list(agent_id, after or 0, before, fmt, token)
 
 

@@ -22,6 +22,7 @@ from rest_facade.coderjson import dumps
 from rest_facade.core import SESSION_TOKEN_METADATA
 from rest_facade.errors import error_response, from_rpc_error
 from rest_facade.parse import session_token
+from rest_facade.streams import stream_slots
 
 bp = Blueprint("reinit", __name__)
 
@@ -50,10 +51,20 @@ def get_reinit() -> Response:
             "Invalid query parameters.",
             validations=[("wait", f'Query param "wait" must be a valid boolean: {raw!r}')],
         )
+    slots = stream_slots()
+    slots.acquire()
+    try:
+        return slots.release_when_closed(_reinit_stream(raw in _TRUE))
+    except BaseException:
+        slots.release()
+        raise
+
+
+def _reinit_stream(wait: bool) -> Response:
     token = session_token()
     metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
     # No deadline: the stream lives as long as the agent keeps it open.
-    call = core().me.WatchReinit(me_pb2.WatchReinitRequest(wait=raw in _TRUE), metadata=metadata)
+    call = core().me.WatchReinit(me_pb2.WatchReinitRequest(wait=wait), metadata=metadata)
     try:
         # The first message (a ping) arrives once the core has accepted the
         # caller, so auth errors are still JSON answers here.

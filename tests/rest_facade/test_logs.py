@@ -299,3 +299,53 @@ def test_follow_pump_thread_ends_when_a_slow_client_leaves() -> None:
     pump.cancel()
     pump._thread.join(timeout=5)
     assert not pump._thread.is_alive()
+
+
+def test_streams_are_capped_with_503(settings, core, provision) -> None:
+    """Each follow holds a facade thread; past the cap the facade says 503
+    instead of letting streams take every thread, and a closed stream frees
+    its slot."""
+    import dataclasses
+
+    from rest_facade.streams import StreamSlots
+    from tests.rest_facade._live import live_facade
+
+    small = dataclasses.replace(settings, facade_threads=4)
+    limit = StreamSlots(4).limit
+    ws = provision.workspace()
+    with live_facade(small, core.address) as url:
+        clients = [_ws(url, ws.agent("main").id, ws.api_key) for _ in range(limit)]
+        for c in clients:
+            assert json.loads(c.recv()) == []
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+        conn.request(
+            "GET",
+            f"{API}/{ws.agent('main').id}/logs?follow",
+            headers={"Coder-Session-Token": ws.api_key, "Accept": "text/event-stream"},
+        )
+        resp = conn.getresponse()
+        assert resp.status == 503
+        assert json.loads(resp.read())["message"] == "Too many open streams."
+        conn.close()
+        clients.pop().close()
+        from tests.rest_facade._live import wait_until
+
+        def reopened() -> bool:
+            client = websocket.WebSocket()
+            try:
+                client.connect(
+                    url.replace("http://", "ws://") + f"{API}/{ws.agent('main').id}/logs?follow",
+                    header=[f"Coder-Session-Token: {ws.api_key}"],
+                    timeout=15,
+                )
+            except websocket.WebSocketBadStatusException:
+                if client.sock is not None:
+                    client.sock.close()
+                return False
+            clients.append(client)
+            return True
+
+        wait_until(reopened, timeout=10, what="a freed stream slot")
+        for c in clients:
+            c.close()
