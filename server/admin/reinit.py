@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from server.admin.users import resolve_user
+from server.admin.workspaces import resolve_workspace
 from server.clock import Clock
-from server.errors import FailedPrecondition, NotFound
+from server.errors import FailedPrecondition
 from server.me.wakeups import Wakeups, reinit_key
 from server.storage import reinit as reinit_store
 from server.storage import workspaces as ws_store
@@ -29,24 +29,21 @@ def reinit_workspace(
     db: Database, clock: Clock, wakeups: Wakeups, *, owner_ref: str, name: str
 ) -> ReinitRequested:
     with db.session() as session:
-        owner = resolve_user(session, owner_ref)
-        workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
-        if workspace is None or workspace.deleted:
-            raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
+        workspace = resolve_workspace(session, owner_ref=owner_ref, name=name)
         latest = ws_store.get_latest_build(session, workspace_id=workspace.id)
         if latest is None:
             raise FailedPrecondition(f"Workspace {name!r} has no build to reinitialize.")
         reinit_store.insert_reinit_event(
             session.connection(),
             workspace_id=workspace.id,
-            owner_id=owner.id,
+            owner_id=workspace.owner_id,
             build_number=latest.build_number,
             reason=reinit_store.REASON_PREBUILD_CLAIMED,
             now=clock.now(),
         )
         result = ReinitRequested(
             workspace_id=workspace.id,
-            owner_id=owner.id,
+            owner_id=workspace.owner_id,
             reason=reinit_store.REASON_PREBUILD_CLAIMED,
             build_number=latest.build_number,
         )

@@ -247,6 +247,17 @@ def create_workspace(
         )
 
 
+def resolve_workspace(
+    session: sa.orm.Session, *, owner_ref: str, name: str
+) -> ws_store.Workspace:
+    """A live (not deleted) workspace by owner username/id and name, or NotFound."""
+    owner = resolve_user(session, owner_ref)
+    workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
+    if workspace is None or workspace.deleted:
+        raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
+    return workspace
+
+
 def build_workspace(
     db: Database,
     clock: Clock,
@@ -264,10 +275,7 @@ def build_workspace(
         )
     spec = parse_spec(spec_json) if spec_json else None
     with db.session() as session:
-        owner = resolve_user(session, owner_ref)
-        workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
-        if workspace is None or workspace.deleted:
-            raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
+        workspace = resolve_workspace(session, owner_ref=owner_ref, name=name)
         latest = ws_store.get_latest_build(session, workspace_id=workspace.id)
         number = (latest.build_number if latest else 0) + 1
         if spec is None:
