@@ -247,9 +247,7 @@ def create_workspace(
         )
 
 
-def resolve_workspace(
-    session: sa.orm.Session, *, owner_ref: str, name: str
-) -> ws_store.Workspace:
+def resolve_workspace(session: sa.orm.Session, *, owner_ref: str, name: str) -> ws_store.Workspace:
     """A live (not deleted) workspace by owner username/id and name, or NotFound."""
     owner = resolve_user(session, owner_ref)
     workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
