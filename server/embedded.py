@@ -63,6 +63,7 @@ class EmbeddedCore:
         if self.core is not None:
             self._run(self.core.server.stop(grace))
             self._run(self.db.pubsub.close())
+        self.db.close_pinned()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

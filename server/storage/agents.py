@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
 
+from server.storage.prepared import Prepared
 from server.storage.types import json_column, new_id, required_timestamp, utc_timestamp
 from server.storage.users import User
 from server.storage.workspaces import (
@@ -160,17 +161,21 @@ def _context(row: Any) -> AgentInWorkspace | None:
 
 # Built once: these lookups run on every call, and building a statement costs
 # more than executing its cached compilation.
-_BY_ID = _agent_context_query().where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted)
-_BY_TOKEN = _agent_context_query().where(
-    _AGENTS.c.auth_token_hash == sa.bindparam("token_hash"),
-    ~_AGENTS.c.deleted,
-    ~_WORKSPACES.c.deleted,
-    _BUILDS.c.build_number == latest_build_number_subquery(),
+_BY_ID = Prepared(
+    _agent_context_query().where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted)
+)
+_BY_TOKEN = Prepared(
+    _agent_context_query().where(
+        _AGENTS.c.auth_token_hash == sa.bindparam("token_hash"),
+        ~_AGENTS.c.deleted,
+        ~_WORKSPACES.c.deleted,
+        _BUILDS.c.build_number == latest_build_number_subquery(),
+    )
 )
 
 
 def get_agent_in_workspace(conn: sa.Connection, *, agent_id: uuid.UUID) -> AgentInWorkspace | None:
-    return _context(conn.execute(_BY_ID, {"agent_id": agent_id}).first())
+    return _context(_BY_ID.first(conn, {"agent_id": agent_id}))
 
 
 def get_authenticated_agent_by_token_hash(
@@ -179,7 +184,7 @@ def get_authenticated_agent_by_token_hash(
     """The agent owning this token, if it may still act: its workspace is not
     deleted and its build is the workspace's latest (an older build's agent is
     rejected, as in Coder)."""
-    return _context(conn.execute(_BY_TOKEN, {"token_hash": token_hash}).first())
+    return _context(_BY_TOKEN.first(conn, {"token_hash": token_hash}))
 
 
 def bump_revision(conn: sa.Connection | Session, *, agent_id: uuid.UUID) -> None:

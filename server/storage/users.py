@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
+from server.storage.prepared import Prepared
 from server.storage.types import new_id, required_timestamp, utc_timestamp
 
 ROLE_MEMBER = "member"
@@ -83,7 +84,7 @@ class KeyOwner:
 
 
 _KEYS, _USERS, _SSH = ApiKey.__table__, User.__table__, GitSSHKey.__table__
-_KEY_OWNER = (
+_KEY_OWNER = Prepared(
     sa.select(_KEYS.c.hashed_secret, _KEYS.c.expires_at, _USERS)
     .select_from(_KEYS.join(_USERS, _USERS.c.id == _KEYS.c.user_id))
     .where(_KEYS.c.id == sa.bindparam("key_id"))
@@ -92,7 +93,7 @@ _SSH_BY_USER = sa.select(_SSH).where(_SSH.c.user_id == sa.bindparam("user_id"))
 
 
 def get_api_key_owner(conn: sa.Connection, *, key_id: str) -> KeyOwner | None:
-    row = conn.execute(_KEY_OWNER, {"key_id": key_id}).first()
+    row = _KEY_OWNER.first(conn, {"key_id": key_id})
     if row is None:
         return None
     return KeyOwner(row.hashed_secret, row.expires_at, row)
