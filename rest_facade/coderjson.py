@@ -25,17 +25,29 @@ def respond(body: Any, status: int = 200) -> Response:
 def rfc3339(value: dt.datetime) -> str:
     """Go's RFC3339Nano in UTC: trailing fractional zeros trimmed, 'Z' zone."""
     value = value.astimezone(dt.UTC)
-    base = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        base += f".{value.microsecond:06d}".rstrip("0")
+    return _rfc3339(value.replace(tzinfo=None, microsecond=0), value.microsecond)
+
+
+def _rfc3339(whole_seconds: dt.datetime, micros: int) -> str:
+    # isoformat, unlike strftime("%Y"), pads years below 1000 as Go does.
+    base = whole_seconds.isoformat()
+    if micros:
+        base += f".{micros:06d}".rstrip("0")
     return base + "Z"
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+_SECOND = dt.timedelta(seconds=1)
+
+
 def timestamp(msg: Any, field: str) -> str | None:
+    """A Timestamp field as rfc3339() writes it, or None when unset.
+    Formatted from seconds and nanos directly (an agent object carries eight
+    of these; going through ToDatetime and strftime was most of its cost)."""
     if not msg.HasField(field):
         return None
     ts: timestamp_pb2.Timestamp = getattr(msg, field)
-    return rfc3339(ts.ToDatetime(tzinfo=dt.UTC))
+    return _rfc3339(_EPOCH + ts.seconds * _SECOND, ts.nanos // 1000)
 
 
 def duration_ns(d: duration_pb2.Duration) -> int:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.admin.servicer import AdminServicer
+from server.agentapi.logwriter import LogWriter
 from server.agentapi.servicer import AgentServicer
 from server.agentapi.sessions import AgentSessions
 from server.agentapi.writebehind import ReportBuffers
@@ -61,6 +62,16 @@ class Core:
     wakeups: Wakeups | None = None
     # Write-behind buffers of agents' periodic reports (stats, metadata).
     reports: ReportBuffers | None = None
+    # Group commit of agents' log batches (keeps a connection, maybe a thread).
+    log_writer: LogWriter | None = None
+
+    def close(self) -> None:
+        """After the server has stopped: write what is buffered behind calls
+        (at most a second's worth of reports) and release the log writer."""
+        if self.reports is not None:
+            self.reports.flush()
+        if self.log_writer is not None:
+            self.log_writer.close()
 
 
 def create_server(
@@ -147,6 +158,7 @@ def create_server(
         sessions=sessions,
         wakeups=wakeups,
         reports=agent_servicer.reports,
+        log_writer=agent_servicer.log_writer,
     )
 
 

@@ -158,9 +158,7 @@ async def _serve(settings: Settings) -> int:
             facade.kill()
     await mark_not_serving(core)
     await core.server.stop(grace=5)
-    if core.reports is not None:
-        # Reports buffered behind their calls (at most a second's worth).
-        core.reports.flush()
+    core.close()
     await db.pubsub.close()
     db.dispose()
     return exit_code

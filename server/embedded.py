@@ -62,6 +62,7 @@ class EmbeddedCore:
     def stop(self, grace: float | None = None) -> None:
         if self.core is not None:
             self._run(self.core.server.stop(grace))
+            self.core.close()
             self._run(self.db.pubsub.close())
         self.db.close_pinned()
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -163,6 +163,10 @@ class InProcessPubSub:
 
         after_commit(conn, lambda: self._hub.deliver_threadsafe(topic, key))
 
+    def sql_notification(self, topic: str, key: str) -> None:
+        """In-process delivery has no SQL form; callers use publish()."""
+        return None
+
     @property
     def subscriber_count(self) -> int:
         return self._hub.count()
@@ -238,13 +242,19 @@ class PostgresPubSub:
         return sub
 
     def publish(self, conn: sa.Connection | Any, topic: str, key: str) -> None:
+        channel, payload = self.sql_notification(topic, key)
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": channel, "payload": payload},
+        )
+
+    def sql_notification(self, topic: str, key: str) -> tuple[str, str]:
+        """(channel, payload) for a ``pg_notify`` a writer folds into a
+        statement it runs anyway (saving the round trip of publish())."""
         payload = f"{topic}:{key}"
         if len(payload) > MAX_PAYLOAD:
             raise ValueError("pubsub payloads carry ids, not data")
-        conn.execute(
-            sa.text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": PG_CHANNEL, "payload": payload},
-        )
+        return PG_CHANNEL, payload
 
     @property
     def subscriber_count(self) -> int:

@@ -48,17 +48,60 @@ def log_source_id(raw: bytes) -> uuid.UUID:
 def prepare_batch(logs: Sequence[agent_pb2.Log]) -> tuple[list[log_store.NewLog], int]:
     """Validated rows (lines cut to 1024 characters) and the batch's size in
     bytes as sent, which is what the limit counts."""
-    items = []
+    items: list[log_store.NewLog] = []
+    append, levels, cut, new = items.append, LEVELS, log_store.MAX_LINE_CHARS, log_store.NewLog
     size = 0
     for log in logs:
-        level = LEVELS.get(log.level)
+        level = levels.get(log.level)
         if level is None:
             raise InvalidArgument(
                 "Invalid log level provided.", detail=f'invalid log level: "{log.level}"'
             )
-        size += len(log.output.encode())
-        items.append(log_store.NewLog(log.output[: log_store.MAX_LINE_CHARS], level))
+        output = log.output
+        # UTF-8 bytes; an ASCII line is as long in bytes as in characters.
+        size += len(output) if output.isascii() else len(output.encode())
+        append(new(output[:cut], level))
     return items, size
+
+
+def claim_batch(
+    db: Database,
+    conn: sa.Connection,
+    *,
+    agent_id: uuid.UUID,
+    source_id: uuid.UUID,
+    size: int,
+    now: dt.datetime,
+    limit_bytes: int,
+    source_known: bool = False,
+) -> bool:
+    """Everything of one batch but its lines, inside the caller's
+    transaction: the byte budget (or the overflow flag), the log source and
+    the followers' notification. True when the limit refused the batch, whose
+    lines must then not be stored."""
+    key = str(agent_id)
+    # On PostgreSQL the notification rides on the budget claim.
+    notify = db.pubsub.sql_notification(AGENT_LOGS, key)
+    claimed = log_store.claim_log_budget(
+        conn, agent_id=agent_id, n=size, limit=limit_bytes, notify=notify
+    )
+    if not claimed:
+        if log_store.mark_logs_overflowed(conn, agent_id=agent_id):
+            # Followers learn of the overflow in-stream.
+            db.pubsub.publish(conn, AGENT_LOGS, key)
+        return True
+    if source_id == log_store.EXTERNAL_SOURCE_ID and not source_known:
+        log_store.insert_log_source_if_absent(
+            conn,
+            agent_id=agent_id,
+            source_id=source_id,
+            display_name=log_store.EXTERNAL_SOURCE_NAME,
+            icon=log_store.EXTERNAL_SOURCE_ICON,
+            now=now,
+        )
+    if notify is None:
+        db.pubsub.publish(conn, AGENT_LOGS, key)
+    return False
 
 
 def write_batch(
@@ -74,23 +117,21 @@ def write_batch(
     source_known: bool = False,
 ) -> bool:
     """One batch inside the caller's transaction; True when the limit refused it."""
-    if not log_store.claim_log_budget(conn, agent_id=agent_id, n=size, limit=limit_bytes):
-        if log_store.mark_logs_overflowed(conn, agent_id=agent_id):
-            # Followers learn of the overflow in-stream.
-            db.pubsub.publish(conn, AGENT_LOGS, str(agent_id))
-        return True
-    if source_id == log_store.EXTERNAL_SOURCE_ID and not source_known:
-        log_store.insert_log_source_if_absent(
-            conn,
-            agent_id=agent_id,
-            source_id=source_id,
-            display_name=log_store.EXTERNAL_SOURCE_NAME,
-            icon=log_store.EXTERNAL_SOURCE_ICON,
-            now=now,
+    exceeded = claim_batch(
+        db,
+        conn,
+        agent_id=agent_id,
+        source_id=source_id,
+        size=size,
+        now=now,
+        limit_bytes=limit_bytes,
+        source_known=source_known,
+    )
+    if not exceeded:
+        log_store.insert_logs(
+            conn, agent_id=agent_id, source_id=source_id, created_at=now, logs=items
         )
-    log_store.insert_logs(conn, agent_id=agent_id, source_id=source_id, created_at=now, logs=items)
-    db.pubsub.publish(conn, AGENT_LOGS, str(agent_id))
-    return False
+    return exceeded
 
 
 def batch_create_logs(

@@ -4,24 +4,40 @@ Log batches are the hottest write; per-transaction work (begin, budget
 update, commit) is a large share of a small batch. Batches that are ready
 together — those parsed while the previous group was written, plus any the
 event loop has ready after one more turn — are written in one transaction.
-The write runs inline on the loop: measured, a worker thread cost more in
-hand-offs and GIL contention than it saved (bench/logs_ingest.py, 4 senders:
-489 vs 640 batches/s on SQLite). Each batch keeps its own budget
-check and overflow outcome, and a caller is answered only after the
-transaction holding its batch has committed: acknowledged means stored.
-If a shared transaction fails, its batches are retried one transaction each,
-so one bad batch cannot fail the others.
+
+Where the write runs depends on the database, by measurement
+(bench/logs_ingest.py, 4 senders):
+* SQLite: inline on the loop. The write is CPU in this process; a worker
+  thread cost more in hand-offs and GIL contention than it saved
+  (489 vs 640 batches/s).
+* PostgreSQL: on a writer thread. The write is mostly waiting (round trips,
+  the commit's WAL flush), and inline it blocked the loop for all of it,
+  so no other request was even parsed meanwhile.
+
+The writer keeps one connection of its own instead of checking one out of
+the pool per group (on PostgreSQL each checkout pre-pings: a round trip).
+If a group fails, the connection is dropped when it broke, and its batches
+are retried one transaction each on pooled connections, so one bad batch
+or a restarted database cannot fail the others.
+
+Each batch keeps its own budget check and overflow outcome, and a caller is
+answered only after the transaction holding its batch has committed:
+acknowledged means stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from server.agentapi.logs import write_batch
+import sqlalchemy as sa
+
+from server.agentapi.logs import claim_batch, write_batch
 from server.clock import Clock
 from server.storage import logs as log_store
 from server.storage.db import Database
@@ -47,6 +63,31 @@ class LogWriter:
         self._pending: list[_Job] = []
         self._drain: asyncio.Task[None] | None = None
         self._known: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self._conn: sa.Connection | None = None
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
+            if db.is_postgres
+            else None
+        )
+
+    def close(self) -> None:
+        """Returns the writer's connection and stops its thread (at shutdown,
+        after the server has stopped taking calls)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _connection(self) -> sa.Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            conn = self._conn = self._db.engine.connect()
+        return conn
 
     async def submit(
         self,
@@ -73,7 +114,13 @@ class LogWriter:
             group, self._pending = self._pending, []
             # A fixed lock order (agent rows) across replicas: no deadlocks.
             group.sort(key=lambda job: job.agent_id)
-            outcomes = self._write_group(group, self._clock.now())
+            now = self._clock.now()
+            if self._executor is None:
+                outcomes = self._write_group(group, now)
+            else:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._write_group, group, now
+                )
             for job, outcome in zip(group, outcomes, strict=True):
                 if job.future.done():
                     continue
@@ -84,14 +131,31 @@ class LogWriter:
 
     def _write_group(self, group: list[_Job], now: dt.datetime) -> list[bool | BaseException]:
         try:
-            with self._db.write() as conn:
-                results: list[bool | BaseException] = [self._write(conn, job, now) for job in group]
+            with self._db.transaction(self._connection()) as conn:
+                results: list[bool | BaseException] = [self._claim(conn, job, now) for job in group]
+                # The lines of every accepted batch in one statement (one
+                # COPY / executemany per group, not per batch).
+                accepted = [
+                    log_store.LogBatch(job.agent_id, job.source_id, job.items)
+                    for job, exceeded in zip(group, results, strict=True)
+                    if exceeded is False
+                ]
+                if accepted:
+                    log_store.insert_log_batches(conn, accepted, created_at=now)
         except Exception:
+            self._drop_if_broken()
             if len(group) == 1:
                 return [self._write_alone(group[0], now)]
             return [self._write_alone(job, now) for job in group]
         self._remember(group, results)
         return results
+
+    def _drop_if_broken(self) -> None:
+        conn = self._conn
+        if conn is not None and (conn.closed or conn.invalidated):
+            self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException:
         try:
@@ -102,10 +166,22 @@ class LogWriter:
         self._remember([job], [result])
         return result
 
-    def _write(self, conn: object, job: _Job, now: dt.datetime) -> bool:
+    def _claim(self, conn: sa.Connection, job: _Job, now: dt.datetime) -> bool:
+        return claim_batch(
+            self._db,
+            conn,
+            agent_id=job.agent_id,
+            source_id=job.source_id,
+            size=job.size,
+            now=now,
+            limit_bytes=self._limit,
+            source_known=(job.agent_id, job.source_id) in self._known,
+        )
+
+    def _write(self, conn: sa.Connection, job: _Job, now: dt.datetime) -> bool:
         return write_batch(
             self._db,
-            conn,  # type: ignore[arg-type]
+            conn,
             agent_id=job.agent_id,
             source_id=job.source_id,
             items=job.items,

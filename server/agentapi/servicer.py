@@ -45,7 +45,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     ) -> None:
         self._db = db
         self._clock = clock
-        self._logs = LogWriter(db, clock, limit_bytes=settings.agent_logs_limit_bytes)
+        self.log_writer = LogWriter(db, clock, limit_bytes=settings.agent_logs_limit_bytes)
         self._settings = settings
         self._auth = auth
         self._derp = derp
@@ -69,7 +69,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                 log_limit_exceeded=bool(caller.agent.logs_overflowed)
             )
         items, size = prepare_batch(request.logs)
-        exceeded = await self._logs.submit(
+        exceeded = await self.log_writer.submit(
             agent_id=caller.agent.id,
             source_id=log_source_id(request.log_source_id),
             items=items,

@@ -171,14 +171,20 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A Core connection in a transaction: committed on success."""
-        with self.engine.connect() as conn:
-            try:
-                with conn.begin():
-                    yield conn
-            except BaseException:
-                conn.info.pop(AFTER_COMMIT, None)
-                raise
-            _run_after_commit(conn.info)
+        with self.engine.connect() as conn, self.transaction(conn):
+            yield conn
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sa.Connection) -> Iterator[sa.Connection]:
+        """A transaction on a connection the caller keeps (a dedicated
+        writer): committed on success, then its after-commit callbacks run."""
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            conn.info.pop(AFTER_COMMIT, None)
+            raise
+        _run_after_commit(conn.info)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:

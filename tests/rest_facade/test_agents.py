@@ -182,6 +182,25 @@ def test_rfc3339_like_go() -> None:
         rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))))
         == "2026-01-02T01:04:05Z"
     )
+    # Go pads the year to four digits.
+    assert rfc3339(dt.datetime(1, 1, 1, tzinfo=dt.UTC)) == "0001-01-01T00:00:00Z"
+
+
+def test_timestamp_field_formats_like_rfc3339() -> None:
+    from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+
+    from rest_facade.coderjson import timestamp
+
+    assert timestamp(pb.WorkspaceAgent(), "created_at") is None
+    for value in (
+        dt.datetime(2026, 11, 25, 6, 7, 8, 123456, tzinfo=dt.UTC),
+        dt.datetime(1960, 5, 6, 7, 8, 9, 100000, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+    ):
+        msg = pb.WorkspaceAgent()
+        msg.created_at.FromDatetime(value)
+        assert timestamp(msg, "created_at") == rfc3339(value)
 
 
 def test_agent_reflects_what_it_reported(rest, clock, provision) -> None:

@@ -213,3 +213,73 @@ def test_concurrent_batches_keep_their_own_outcomes(channel, provision, db, sett
         assert stored == accepted and len(accepted) == 10
         state = _state(db, agent_id)
         assert state.logs_length == 10 * len(line) and state.logs_overflowed
+
+
+def _send(stub, ws, *outputs: str, timeout: float = 30) -> bool:
+    return stub.BatchCreateLogs(
+        agent_pb2.BatchCreateLogsRequest(
+            log_source_id=uuid.UUID(int=0).bytes, logs=_logs(*outputs)
+        ),
+        metadata=token_md(ws.agent("main").auth_token),
+        timeout=timeout,
+    ).log_limit_exceeded
+
+
+def test_writer_survives_losing_its_connection(core, channel, provision, db) -> None:
+    """The log writer keeps a connection of its own; when the database drops
+    it (a restart, an administrator's kill), the next batch is still stored
+    and acknowledged, and the writer goes on with a new connection."""
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    assert _send(stub, ws, "before") is False
+    writer = core.core.log_writer
+    kept = writer._conn
+    assert kept is not None
+    if db.is_postgres:
+        pid = kept.connection.dbapi_connection.info.backend_pid
+        with db.engine.connect() as admin:
+            killed = admin.execute(
+                sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}
+            ).scalar()
+        assert killed is True
+    else:
+        kept.invalidate()
+    assert _send(stub, ws, "after") is False
+    assert _send(stub, ws, "again") is False
+    assert [r.output for r in _rows(db, ws.agent("main").id)] == ["before", "after", "again"]
+
+
+def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) -> None:
+    """On PostgreSQL the writer waits on its own thread: while a batch waits
+    for a row lock, the core still answers other calls."""
+    if not db.is_postgres:
+        pytest.skip("SQLite writes run inline on the loop (they are CPU, not waiting)")
+    import concurrent.futures
+
+    from agentplane.workspaceagents.v1 import workspace_agents_pb2 as wa_pb
+    from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc as wa_grpc
+
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    # The agent's first contact is recorded at once; later ones behind the call.
+    assert _send(stub, ws, "first") is False
+    agents = agent_store.WorkspaceAgent.__table__
+    with db.engine.connect() as locker, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        tx = locker.begin()
+        locker.execute(
+            sa.select(agents.c.id)
+            .where(agents.c.id == uuid.UUID(ws.agent("main").id))
+            .with_for_update()
+        )
+        pending = pool.submit(_send, stub, ws, "waits for the lock")
+        # The batch now waits on the lock; an unrelated call still answers.
+        reply = wa_grpc.WorkspaceAgentsServiceStub(channel).GetWorkspaceAgent(
+            wa_pb.GetWorkspaceAgentRequest(id=ws.agent("main").id),
+            metadata=token_md(ws.api_key),
+            timeout=5,
+        )
+        assert reply.agent.id == ws.agent("main").id
+        assert not pending.done()
+        tx.rollback()
+        assert pending.result(timeout=30) is False
+    assert [r.output for r in _rows(db, ws.agent("main").id)] == ["first", "waits for the lock"]
