@@ -1,5 +1,9 @@
 """The local limit for the REST facade: a bare Flask handler returning a
-JSON body of the same size, on the same WSGI server with the same options."""
+JSON body of the same size, on the same WSGI server with the same options.
+
+With ``BENCH_ECHO_ADDRESS`` set it also serves ``/via-grpc``: the same body
+after one unary call to the bare grpcio echo — what any facade that calls a
+gRPC core costs before it does any work (the ceiling of this architecture)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,20 @@ def create_bare_app(body_size: int) -> Flask:
     @app.get("/bare")
     def bare() -> Response:
         return Response(body, mimetype="application/json")
+
+    echo = os.environ.get("BENCH_ECHO_ADDRESS")
+    if echo:
+        import grpc
+        from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+        from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.WorkspaceAgentsServiceStub(grpc.insecure_channel(echo))
+        request = pb.GetWorkspaceAgentRequest(id="bench")
+
+        @app.get("/via-grpc")
+        def via_grpc() -> Response:
+            stub.GetWorkspaceAgent(request, timeout=10)
+            return Response(body, mimetype="application/json")
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -1,6 +1,7 @@
 """GET one workspace agent: REST vs a bare Flask handler on the same WSGI
 server (target >= 50%), and gRPC GetWorkspaceAgent vs a bare grpcio echo
-with the same client (target >= 60%)."""
+with the same client (target >= 60%). A bare Flask handler that makes one
+call to the echo is printed as the ceiling of a facade over a gRPC core."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def main() -> dict[str, float]:
         bare = subprocess.Popen(
             [sys.executable, "-m", "bench.bare_flask", bare_addr],
             cwd=ROOT,
-            env={**os.environ, "BENCH_BODY_SIZE": str(body_size)},
+            env={**os.environ, "BENCH_BODY_SIZE": str(body_size), "BENCH_ECHO_ADDRESS": echo_addr},
             stderr=subprocess.DEVNULL,
         )
         wait_http(f"http://{bare_addr}/healthz")
@@ -90,6 +91,10 @@ def main() -> dict[str, float]:
                     run_for(SECONDS, workers, http_getter(bare_addr, "/bare", headers)),
                 ),
                 (
+                    "bare Flask + one call to the echo (ceiling)",
+                    run_for(SECONDS, workers, http_getter(bare_addr, "/via-grpc", headers)),
+                ),
+                (
                     "GET /api/v2/workspaceagents/{id}",
                     run_for(
                         SECONDS,
@@ -105,8 +110,13 @@ def main() -> dict[str, float]:
                 rows,
                 "bare Flask handler (gunicorn gthread)",
             )
-            results[f"rest_ratio_c{workers}"] = rows[1][1]["rps"] / rows[0][1]["rps"]
-        print("\ntargets: REST >= 50% of bare Flask; gRPC >= 60% of bare echo")
+            results[f"rest_ratio_c{workers}"] = rows[2][1]["rps"] / rows[0][1]["rps"]
+            results[f"rest_ceiling_c{workers}"] = rows[1][1]["rps"] / rows[0][1]["rps"]
+        print(
+            "\ntargets: REST >= 50% of bare Flask; gRPC >= 60% of bare echo"
+            "\n(the ceiling row is a facade that only makes its gRPC call: no REST route"
+            " that calls the core can beat it)"
+        )
         return results
     finally:
         for proc in (echo, bare):

@@ -4,22 +4,48 @@ strings, durations in nanoseconds, DERP maps in tailcfg's camelCase."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
+import orjson
 from flask import Response
 from google.protobuf import duration_pb2, timestamp_pb2
 
 NANOS_PER_SECOND = 1_000_000_000
 
 
+# Go's encoder (as coderd writes responses) keeps non-ASCII text as UTF-8 but
+# escapes <, >, & (HTML-safe) and U+2028/U+2029. These bytes occur only
+# inside strings in JSON text, so replacing them after encoding is exact.
+_GO_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def dumps_bytes(body: Any) -> bytes:
+    """Compact JSON, byte for byte as Go's encoder writes it (orjson: a
+    tenth of the stdlib encoder's time on an agent object)."""
+    out = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in out:
+            out = out.replace(raw, escaped)
+    return out
+
+
 def dumps(body: Any) -> str:
-    """Compact JSON, as Go's encoder writes it."""
-    return json.dumps(body, separators=(",", ":"))
+    return dumps_bytes(body).decode()
+
+
+# What coderd's httpapi.Write sends: this content type, and the encoder's
+# trailing newline after the value.
+CONTENT_TYPE = "application/json; charset=utf-8"
 
 
 def respond(body: Any, status: int = 200) -> Response:
-    return Response(dumps(body), status=status, mimetype="application/json")
+    return Response(dumps_bytes(body) + b"\n", status=status, content_type=CONTENT_TYPE)
 
 
 def rfc3339(value: dt.datetime) -> str:

@@ -14,7 +14,7 @@ from flask import Response
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from rest_facade.coderjson import dumps
+from rest_facade.coderjson import respond
 
 # One table. FAILED_PRECONDITION is 400 because Coder answers 400 for
 # "Agent state is ..." style preconditions.
@@ -48,11 +48,7 @@ def envelope(message: str, detail: str = "", validations: Any = ()) -> dict[str,
 
 
 def error_response(status: int, message: str, detail: str = "", validations: Any = ()) -> Response:
-    return Response(
-        dumps(envelope(message, detail, validations)),
-        status=status,
-        mimetype="application/json",
-    )
+    return respond(envelope(message, detail, validations), status)
 
 
 def from_rpc_error(err: grpc.RpcError) -> tuple[int, dict[str, Any]]:
@@ -83,7 +79,7 @@ def from_rpc_error(err: grpc.RpcError) -> tuple[int, dict[str, Any]]:
 
 def rpc_error_response(err: grpc.RpcError) -> Response:
     status, body = from_rpc_error(err)
-    resp = Response(dumps(body), status=status, mimetype="application/json")
+    resp = respond(body, status)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Coder-Session-Token realm="coder"'
     return resp

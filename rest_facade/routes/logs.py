@@ -25,7 +25,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from google.protobuf import timestamp_pb2
 
 from rest_facade import core
-from rest_facade.coderjson import dumps, respond, timestamp
+from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
 from rest_facade.streams import stream_slots
@@ -252,9 +252,9 @@ def _list(agent_id: str, after: int, before: int | None, fmt: str, token: str | 
             for log in p.logs:
                 yield sep + dumps(log_json(log))
                 sep = ","
-        yield "]"
+        yield "]\n"
 
-    return Response(stream_with_context(body()), mimetype="application/json")
+    return Response(stream_with_context(body()), content_type=CONTENT_TYPE)
 
 
 class _Pump:

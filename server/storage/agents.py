@@ -162,7 +162,8 @@ def _context(row: Any) -> AgentInWorkspace | None:
 # Built once: these lookups run on every call, and building a statement costs
 # more than executing its cached compilation.
 _BY_ID = Prepared(
-    _agent_context_query().where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted)
+    _agent_context_query().where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.deleted),
+    memo=4096,
 )
 _BY_TOKEN = Prepared(
     _agent_context_query().where(
@@ -170,7 +171,8 @@ _BY_TOKEN = Prepared(
         ~_AGENTS.c.deleted,
         ~_WORKSPACES.c.deleted,
         _BUILDS.c.build_number == latest_build_number_subquery(),
-    )
+    ),
+    memo=4096,
 )
 
 

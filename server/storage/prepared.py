@@ -11,12 +11,20 @@ every backend). Driver errors are wrapped as SQLAlchemy's, and a dropped
 connection is invalidated, as ``Connection.execute`` does.
 
 Only for reads; an ORM ``Session`` falls back to the ordinary path.
+
+``memo=N`` keeps the decoded rows of the last N distinct records, keyed by
+the record exactly as the driver returned it: the same stored values decode
+to the same row, so a hit is always right, whatever changed in between (a
+changed row is a different record). Where a driver already returns
+unhashable values (PostgreSQL's JSON as dicts) nothing is memoised. Memoised
+rows are shared between callers: treat rows as read-only, as everywhere.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,17 +40,20 @@ class _Plan:
     bind: dict[str, Callable[[Any], Any]]
     decode: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, processor)
     row: Any  # namedtuple class with the selected columns' keys
+    memo: dict[Any, Any] = dataclasses.field(default_factory=dict)  # record -> row
 
 
 class Prepared:
     """A read-only SELECT compiled once per dialect and run on the driver."""
 
-    def __init__(self, statement: sa.Select[Any]) -> None:
+    def __init__(self, statement: sa.Select[Any], *, memo: int = 0) -> None:
         self.statement = statement
-        self._plans: dict[int, _Plan] = {}
+        # Per dialect object (weakly: an engine's dialect dies with it).
+        self._plans: weakref.WeakKeyDictionary[sa.Dialect, _Plan] = weakref.WeakKeyDictionary()
+        self._memo_size = memo
 
     def _plan(self, dialect: sa.Dialect) -> _Plan:
-        plan = self._plans.get(id(dialect))
+        plan = self._plans.get(dialect)
         if plan is not None:
             return plan
         compiled = self.statement.compile(dialect=dialect)
@@ -69,7 +80,7 @@ class Prepared:
             decode=tuple(decode),
             row=collections.namedtuple("PreparedRow", keys),  # type: ignore[misc]
         )
-        self._plans[id(dialect)] = plan
+        self._plans[dialect] = plan
         return plan
 
     def _rows(self, conn: sa.Connection, params: Mapping[str, Any], many: bool) -> list[Any]:
@@ -105,14 +116,42 @@ class Prepared:
         for record in raw:
             if record is None:
                 continue
-            if plan.decode:
-                record = list(record)
-                for index, processor in plan.decode:
-                    value = record[index]
-                    if value is not None:
-                        record[index] = processor(value)
-            out.append(plan.row._make(record))
+            if self._memo_size:
+                try:
+                    row = plan.memo.get(record)
+                except TypeError:  # unhashable values: decode every time
+                    row = None
+                    key = None
+                else:
+                    key = record
+                if row is not None:
+                    out.append(row)
+                    continue
+                row = self._decode(plan, record)
+                if key is not None:
+                    self._remember(plan.memo, key, row)
+                out.append(row)
+            else:
+                out.append(self._decode(plan, record))
         return out
+
+    @staticmethod
+    def _decode(plan: _Plan, record: Any) -> Any:
+        if plan.decode:
+            record = list(record)
+            for index, processor in plan.decode:
+                value = record[index]
+                if value is not None:
+                    record[index] = processor(value)
+        return plan.row._make(record)
+
+    def _remember(self, memo: dict[Any, Any], key: Any, row: Any) -> None:
+        memo[key] = row
+        while len(memo) > self._memo_size:
+            try:
+                del memo[next(iter(memo))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread evicted it
+                break
 
     def first(self, conn: sa.Connection | Session, params: Mapping[str, Any]) -> Any:
         """The first row (attribute access like a Row), or None."""

@@ -87,7 +87,8 @@ _KEYS, _USERS, _SSH = ApiKey.__table__, User.__table__, GitSSHKey.__table__
 _KEY_OWNER = Prepared(
     sa.select(_KEYS.c.hashed_secret, _KEYS.c.expires_at, _USERS)
     .select_from(_KEYS.join(_USERS, _USERS.c.id == _KEYS.c.user_id))
-    .where(_KEYS.c.id == sa.bindparam("key_id"))
+    .where(_KEYS.c.id == sa.bindparam("key_id")),
+    memo=4096,
 )
 _SSH_BY_USER = sa.select(_SSH).where(_SSH.c.user_id == sa.bindparam("user_id"))
 

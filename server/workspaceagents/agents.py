@@ -135,26 +135,20 @@ def children_message(children: AgentChildren, statuses: Sequence[Any] = ()) -> p
     )
 
 
-def build_agent_message(
-    found: agent_store.AgentInWorkspace,
-    children: pb.WorkspaceAgent,
-    *,
-    now: dt.datetime,
-    inactive_timeout: dt.timedelta,
+def _static_message(
+    found: agent_store.AgentInWorkspace, children: pb.WorkspaceAgent
 ) -> pb.WorkspaceAgent:
+    """Everything of the agent message that does not depend on the time of
+    the call (connection status, health and disconnected_at do)."""
     agent = found.agent
-    conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
-    healthy, reason = health(conn.status, agent.lifecycle_state)
     msg = pb.WorkspaceAgent(
         id=str(agent.id),
         created_at=to_timestamp(agent.created_at),
         updated_at=to_timestamp(agent.updated_at),
         first_connected_at=to_timestamp(agent.first_connected_at),
         last_connected_at=to_timestamp(agent.last_connected_at),
-        disconnected_at=to_timestamp(conn.disconnected_at),
         started_at=to_timestamp(agent.started_at),
         ready_at=to_timestamp(agent.ready_at),
-        status=conn.status,
         lifecycle_state=agent.lifecycle_state,
         name=agent.name,
         resource_id=str(agent.resource_id),
@@ -171,12 +165,57 @@ def build_agent_message(
         connection_timeout_seconds=agent.connection_timeout_seconds,
         troubleshooting_url=agent.troubleshooting_url,
         subsystems=agent.subsystems,
-        health=pb.Health(healthy=healthy, reason=reason),
         display_apps=[d for d in agent.display_apps if d in _VISIBLE_DISPLAY_APPS],
     )
     msg.MergeFrom(children)
     if agent.parent_id is not None:
         msg.parent_id = str(agent.parent_id)
+    return msg
+
+
+# The static part per (agent row, children) object pair. The row lookup
+# memoises rows by their stored values (storage.prepared), so an unchanged
+# agent comes back as the same row object and its message is reused; any
+# change is a new row object and a new message. Bounded, oldest out.
+_STATIC_MEMO: dict[int, tuple[Any, Any, pb.WorkspaceAgent]] = {}
+_STATIC_MEMO_SIZE = 4096
+
+
+def _static_message_memo(
+    found: agent_store.AgentInWorkspace, children: pb.WorkspaceAgent
+) -> pb.WorkspaceAgent:
+    key = id(found.agent)
+    hit = _STATIC_MEMO.get(key)
+    # The entry holds the row, so its id cannot be reused while it is here.
+    if hit is not None and hit[0] is found.agent and hit[1] is children:
+        return hit[2]
+    msg = _static_message(found, children)
+    _STATIC_MEMO[key] = (found.agent, children, msg)
+    while len(_STATIC_MEMO) > _STATIC_MEMO_SIZE:
+        try:
+            del _STATIC_MEMO[next(iter(_STATIC_MEMO))]
+        except (KeyError, RuntimeError, StopIteration):
+            break
+    return msg
+
+
+def build_agent_message(
+    found: agent_store.AgentInWorkspace,
+    children: pb.WorkspaceAgent,
+    *,
+    now: dt.datetime,
+    inactive_timeout: dt.timedelta,
+) -> pb.WorkspaceAgent:
+    agent = found.agent
+    conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
+    healthy, reason = health(conn.status, agent.lifecycle_state)
+    msg = pb.WorkspaceAgent()
+    msg.CopyFrom(_static_message_memo(found, children))
+    msg.status = conn.status
+    msg.health.healthy = healthy
+    msg.health.reason = reason
+    if conn.disconnected_at is not None:
+        msg.disconnected_at.CopyFrom(to_timestamp(conn.disconnected_at))
     return msg
 
 

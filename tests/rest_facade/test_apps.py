@@ -35,7 +35,7 @@ def test_app_health_is_set(rest, provision) -> None:
     ws = provision.workspace()
     code = _app_id(rest, ws, "code-server")
     resp = _post(rest, ws, {"healths": {code: "unhealthy"}})
-    assert resp.status_code == 200 and resp.get_data(as_text=True) == "null"
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "null\n"
     app = next(a for a in _agent(rest, ws)["apps"] if a["slug"] == "code-server")
     assert app["health"] == "unhealthy"
 
@@ -124,7 +124,7 @@ def test_app_status_is_appended_newest_first(rest, clock, provision) -> None:
                 "needs_user_attention": True,
             },
         )
-        assert resp.status_code == 200 and resp.get_data(as_text=True) == "null"
+        assert resp.status_code == 200 and resp.get_data(as_text=True) == "null\n"
         clock.advance(seconds=1)
     docs = next(a for a in _agent(rest, ws)["apps"] if a["slug"] == "docs")
     statuses = docs["statuses"]

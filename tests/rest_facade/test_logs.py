@@ -32,7 +32,7 @@ def test_patch_logs_and_read_back(rest, provision) -> None:
             {"output": "oops", "level": "error"},
         ],
     )
-    assert resp.status_code == 200 and resp.get_data() == b"null"
+    assert resp.status_code == 200 and resp.get_data() == b"null\n"
     got = rest.get(f"{API}/{ws.agent('main').id}/logs", headers={"Coder-Session-Token": ws.api_key})
     assert got.status_code == 200
     body = got.get_json()

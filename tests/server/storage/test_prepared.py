@@ -163,3 +163,26 @@ def test_invalidated_loop_connection_is_replaced(db) -> None:
 
     asyncio.run(scenario())
     db.close_pinned()
+
+
+def test_memo_reuses_rows_only_for_identical_records(db, provision) -> None:
+    ws = provision.workspace()
+    agent_id = uuid.UUID(ws.agent("main").id)
+    prepared = Prepared(agent_store._BY_ID.statement, memo=2)
+    params = {"agent_id": agent_id}
+    with db.read() as conn:
+        first = prepared.first(conn, params)
+        again = prepared.first(conn, params)
+        assert again == first
+        if not db.is_postgres:
+            # SQLite hands back plain values: the decoded row is reused.
+            assert again is first
+        agents = WorkspaceAgent.__table__
+        with db.engine.begin() as other:
+            other.execute(sa.update(agents).where(agents.c.id == agent_id).values(version="v1.2.3"))
+        changed = prepared.first(conn, params)
+        assert changed is not first and changed.version == "v1.2.3"
+        assert first.version == ""
+        for other_ws in (provision.workspace(), provision.workspace()):
+            prepared.first(conn, {"agent_id": uuid.UUID(other_ws.agent("main").id)})
+        assert all(len(plan.memo) <= 2 for plan in prepared._plans.values())

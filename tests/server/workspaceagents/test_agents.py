@@ -55,11 +55,17 @@ def test_status_follows_the_clock(db, clock, provision) -> None:
     ws = provision.workspace()
     main = ws.agent("main")
     user = _user(db, ws.user_id)
+    before = get_workspace_agent(
+        db, clock, user=user, agent_id_text=main.id, inactive_timeout=INACTIVE
+    )
+    assert before.status == "connecting"
+    # Same stored row (its message is reused), later time: a new status.
     clock.advance(seconds=121)
     agent = get_workspace_agent(
         db, clock, user=user, agent_id_text=main.id, inactive_timeout=INACTIVE
     )
     assert agent.status == "timeout"
+    assert before.status == "connecting"  # replies are copies, never shared
     with db.session() as s:
         row = s.get(WorkspaceAgent, uuid.UUID(main.id))
         row.first_connected_at = row.last_connected_at = clock.now()
@@ -68,6 +74,14 @@ def test_status_follows_the_clock(db, clock, provision) -> None:
         db, clock, user=user, agent_id_text=main.id, inactive_timeout=INACTIVE
     )
     assert agent.status == "connected" and agent.health.healthy
+    assert not agent.HasField("disconnected_at")
+    connected_at = agent.last_connected_at
+    clock.advance(seconds=INACTIVE.total_seconds() + 1)
+    agent = get_workspace_agent(
+        db, clock, user=user, agent_id_text=main.id, inactive_timeout=INACTIVE
+    )
+    assert agent.status == "disconnected" and not agent.health.healthy
+    assert agent.disconnected_at == connected_at
 
 
 def test_other_users_get_the_same_404_as_missing(db, clock, provision) -> None:
