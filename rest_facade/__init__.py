@@ -53,6 +53,16 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
     def _method(_err: HTTPException) -> Response:
         return error_response(405, "Method not allowed.")
 
+    @app.errorhandler(500)
+    def _internal(err: HTTPException) -> Response:
+        # Anything unexpected still answers in Coder's envelope, not HTML.
+        original = getattr(err, "original_exception", None)
+        if original is not None:
+            app.logger.error(
+                "unhandled error in %s %s", request.method, request.path, exc_info=original
+            )
+        return error_response(500, "An internal error occurred.")
+
     @app.errorhandler(413)
     def _too_large(_err: HTTPException | None) -> Response:
         return error_response(

@@ -25,14 +25,41 @@ _GO_ESCAPES = (
 )
 
 
+# Non-string keys as strings (like json.dumps); datetimes and dataclasses are
+# refused rather than encoded in orjson's own way: times must go through
+# rfc3339()/timestamp() to look like Go's.
+_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
 def dumps_bytes(body: Any) -> bytes:
     """Compact JSON, byte for byte as Go's encoder writes it (orjson: a
     tenth of the stdlib encoder's time on an agent object)."""
-    out = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        out = orjson.dumps(body, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        # A lone surrogate reached a response: encode it as Go would (U+FFFD).
+        from rest_facade.parse import without_lone_surrogates
+
+        out = orjson.dumps(without_lone_surrogates(body), option=_OPTIONS)
     for raw, escaped in _GO_ESCAPES:
         if raw in out:
             out = out.replace(raw, escaped)
     return out
+
+
+def go_float(value: float) -> float | int:
+    """A float64 as Go writes it: whole numbers without ".0" (Go: 12, not
+    12.0) below 1e21, where Go switches to exponent form."""
+    if value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+def sorted_map(value: Any) -> dict[str, Any]:
+    """A JSON object from a map, keys sorted as Go's encoder sorts them."""
+    return dict(sorted(value.items()))
 
 
 def dumps(body: Any) -> str:
@@ -89,10 +116,14 @@ def derp_map(msg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if msg.HasField("home_params") and msg.home_params.region_score:
         out["homeParams"] = {
-            "regionScore": {str(k): v for k, v in sorted(msg.home_params.region_score.items())}
+            "regionScore": {
+                str(k): go_float(v)
+                for k, v in sorted(msg.home_params.region_score.items(), key=lambda kv: str(kv[0]))
+            }
         }
     regions: dict[str, Any] = {}
-    for region_id in sorted(msg.regions):
+    # Go sorts map keys as the strings they encode to ("10" before "9").
+    for region_id in sorted(msg.regions, key=str):
         region = msg.regions[region_id]
         item: dict[str, Any] = {}
         if region.embedded_relay:

@@ -33,11 +33,32 @@ def read_json() -> Any:
     """The decoded body, or a 400 in Coder's envelope."""
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError) as err:
         abort(
             error_response(400, INVALID_JSON, detail=str(err)),
         )
+    # Only an escape or an encoded surrogate can carry a lone surrogate.
+    if b"\\u" in raw or b"\xed" in raw:
+        body = without_lone_surrogates(body)
+    return body
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Go's decoder turns a lone UTF-16 surrogate (``"\\ud800"``) into U+FFFD;
+    Python keeps it, and it could then be neither stored nor encoded. Strings
+    (keys included) are repaired the same way as Go does."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def go_json_kind(value: object) -> str:

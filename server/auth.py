@@ -116,8 +116,7 @@ class Authenticator:
             key_id, secret = split_api_key(token)
         except ValueError as err:
             raise Unauthenticated(SIGNED_OUT, detail=f"Invalid API key format: {err}") from None
-        with self._db.read() as conn:
-            key = user_store.get_api_key_owner(conn, key_id=key_id)
+        key = self._db.read_retrying(lambda conn: user_store.get_api_key_owner(conn, key_id=key_id))
         if key is None:
             raise Unauthenticated(SIGNED_OUT, detail="API key is invalid.")
         if not hmac.compare_digest(key.hashed_secret, hash_api_secret(secret)):
@@ -142,8 +141,11 @@ class Authenticator:
                 detail=f"An agent token must be a valid UUIDv4. (len {len(token)})",
             ) from None
         token_hash = hash_agent_token(parsed)
-        with self._db.read() as conn:
-            found = agent_store.get_authenticated_agent_by_token_hash(conn, token_hash=token_hash)
+        found = self._db.read_retrying(
+            lambda conn: agent_store.get_authenticated_agent_by_token_hash(
+                conn, token_hash=token_hash
+            )
+        )
         if found is None:
             if self._on_agent_refused is not None:
                 self._on_agent_refused(token_hash)

@@ -62,11 +62,14 @@ class EmbeddedCore:
     def stop(self, grace: float | None = None) -> None:
         if self.core is not None:
             self._run(self.core.server.stop(grace))
-            self.core.close()
             self._run(self.db.pubsub.close())
-        self.db.close_pinned()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        # With the loop stopped nothing uses the writer's or the loop's kept
+        # connections any more, so they can be closed from this thread.
+        if self.core is not None:
+            self.core.close()
+        self.db.close_pinned()
         self._loop.close()
 
     def __enter__(self) -> EmbeddedCore:

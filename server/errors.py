@@ -101,6 +101,13 @@ class Internal(DomainError):
     reason = "INTERNAL"
 
 
+class Unavailable(DomainError):
+    """The server cannot take the call now (shutting down); retry elsewhere or later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
 # Coder's generic 404 for both "missing" and "not yours" (never 403).
 RESOURCE_NOT_FOUND = "Resource not found or you do not have access to this resource"
 

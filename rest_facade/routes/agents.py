@@ -10,7 +10,7 @@ from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
 from flask import Blueprint
 
 from rest_facade import core
-from rest_facade.coderjson import NANOS_PER_SECOND, respond, timestamp
+from rest_facade.coderjson import NANOS_PER_SECOND, go_float, respond, sorted_map, timestamp
 from rest_facade.parse import session_token
 
 bp = Blueprint("agents", __name__)
@@ -70,7 +70,7 @@ def agent_json(agent: pb.WorkspaceAgent) -> dict[str, Any]:
         "directory": agent.directory,
         "disconnected_at": timestamp(agent, "disconnected_at"),
         "display_apps": list(agent.display_apps),
-        "environment_variables": dict(agent.environment_variables),
+        "environment_variables": sorted_map(agent.environment_variables),
         "expanded_directory": agent.expanded_directory,
         "first_connected_at": timestamp(agent, "first_connected_at"),
         "health": {"healthy": agent.health.healthy, "reason": agent.health.reason},
@@ -78,8 +78,8 @@ def agent_json(agent: pb.WorkspaceAgent) -> dict[str, Any]:
         "instance_id": agent.instance_id,
         "last_connected_at": timestamp(agent, "last_connected_at"),
         "latency": {
-            name: {"latency_ms": lat.latency_ms, "preferred": lat.preferred}
-            for name, lat in agent.latency.items()
+            name: {"latency_ms": go_float(lat.latency_ms), "preferred": lat.preferred}
+            for name, lat in sorted(agent.latency.items())
         },
         "lifecycle_state": agent.lifecycle_state,
         "log_sources": [

@@ -13,7 +13,7 @@ from coder.agent.v2 import agent_pb2
 from flask import Blueprint
 
 from rest_facade import core
-from rest_facade.coderjson import derp_map, duration_ns, duration_seconds, respond
+from rest_facade.coderjson import derp_map, duration_ns, duration_seconds, respond, sorted_map
 from rest_facade.parse import session_token
 
 bp = Blueprint("manifest", __name__)
@@ -55,7 +55,7 @@ def manifest_json(m: agent_pb2.Manifest) -> dict[str, Any]:
         "derpmap": derp_map(m.derp_map),
         "directory": m.directory,
         "disable_direct_connections": m.disable_direct_connections,
-        "environment_variables": dict(m.environment_variables),
+        "environment_variables": sorted_map(m.environment_variables),
         "git_auth_configs": m.git_auth_configs,
         "metadata": [
             {

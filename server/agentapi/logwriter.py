@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from server.agentapi.logs import claim_batch, write_batch
 from server.clock import Clock
+from server.errors import Unavailable
 from server.storage import logs as log_store
 from server.storage.db import Database
 
@@ -64,6 +65,7 @@ class LogWriter:
         self._drain: asyncio.Task[None] | None = None
         self._known: set[tuple[uuid.UUID, uuid.UUID]] = set()
         self._conn: sa.Connection | None = None
+        self._closed = False
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
             if db.is_postgres
@@ -72,7 +74,9 @@ class LogWriter:
 
     def close(self) -> None:
         """Returns the writer's connection and stops its thread (at shutdown,
-        after the server has stopped taking calls)."""
+        after the server has stopped taking calls and its loop has stopped
+        or finished every drain). Later batches are refused, not queued."""
+        self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         conn, self._conn = self._conn, None
@@ -97,6 +101,8 @@ class LogWriter:
         items: Sequence[log_store.NewLog],
         size: int,
     ) -> bool:
+        if self._closed:
+            raise Unavailable("agentplane is shutting down; send the logs again.")
         loop = asyncio.get_running_loop()
         job = _Job(agent_id, source_id, items, size, loop.create_future())
         self._pending.append(job)
@@ -107,27 +113,41 @@ class LogWriter:
         return await asyncio.shield(job.future)
 
     async def _drain_all(self) -> None:
-        while self._pending:
-            # One turn of the loop lets requests that are already parsed
-            # join this group.
-            await asyncio.sleep(0)
-            group, self._pending = self._pending, []
-            # A fixed lock order (agent rows) across replicas: no deadlocks.
-            group.sort(key=lambda job: job.agent_id)
-            now = self._clock.now()
-            if self._executor is None:
-                outcomes = self._write_group(group, now)
-            else:
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._write_group, group, now
-                )
-            for job, outcome in zip(group, outcomes, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    job.future.set_exception(outcome)
+        group: list[_Job] = []
+        try:
+            while self._pending:
+                # One turn of the loop lets requests that are already parsed
+                # join this group.
+                await asyncio.sleep(0)
+                group, self._pending = self._pending, []
+                # A fixed lock order (agent rows) across replicas: no deadlocks.
+                group.sort(key=lambda job: job.agent_id)
+                now = self._clock.now()
+                if self._executor is None:
+                    outcomes = self._write_group(group, now)
                 else:
-                    job.future.set_result(outcome)
+                    outcomes = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, self._write_group, group, now
+                    )
+                for job, outcome in zip(group, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        job.future.set_exception(outcome)
+                    else:
+                        job.future.set_result(outcome)
+                group = []
+        finally:
+            # Whatever stopped the drain (cancellation at shutdown, a closed
+            # executor), no caller may be left waiting: an unanswered batch
+            # was not acknowledged, and the agent sends it again.
+            for job in (*group, *self._pending):
+                if not job.future.done():
+                    job.future.set_exception(
+                        Unavailable("agentplane could not store the logs; send them again.")
+                    )
+            if group or self._pending:
+                self._pending = []
 
     def _write_group(self, group: list[_Job], now: dt.datetime) -> list[bool | BaseException]:
         try:

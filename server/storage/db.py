@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -25,6 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -198,7 +199,9 @@ class Database:
         the pool each time: checkout, the pre-ping and switching the
         isolation level cost more than the queries (measured with SQLite:
         agent lookup 287 us pooled vs 95 us kept). Other threads use the pool.
-        Only for reads: nothing may be left open on it between calls."""
+        Only for reads, and results are read to the end inside the block: a
+        half-read result would keep SQLite's read snapshot open, so later
+        reads on this thread would not see new commits."""
         if _on_event_loop():
             conn = self._pinned_connection()
             try:
@@ -210,6 +213,21 @@ class Database:
             return
         with self.engine.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def read_retrying(self, read: Callable[[sa.Connection], T]) -> T:
+        """``read(conn)`` on a read connection; when that connection turns out
+        to be dead (the database restarted since its last use), once more on
+        a new one. Only for idempotent reads. The lookups that start every
+        call use it, so a database restart costs no failed request."""
+        try:
+            with self.read() as conn:
+                return read(conn)
+        except sa.exc.DBAPIError as err:
+            if not err.connection_invalidated:
+                raise
+            log.info("read connection lost (%s); retrying on a new one", err.orig)
+        with self.read() as conn:
+            return read(conn)
 
     def _pinned_connection(self) -> sa.Connection:
         local = self._pinned

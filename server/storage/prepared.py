@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,17 +42,22 @@ class _Plan:
     memo: dict[Any, Any] = dataclasses.field(default_factory=dict)  # record -> row
 
 
+_PLANS_ATTR = "_agentplane_prepared_plans"
+
+
 class Prepared:
     """A read-only SELECT compiled once per dialect and run on the driver."""
 
     def __init__(self, statement: sa.Select[Any], *, memo: int = 0) -> None:
         self.statement = statement
-        # Per dialect object (weakly: an engine's dialect dies with it).
-        self._plans: weakref.WeakKeyDictionary[sa.Dialect, _Plan] = weakref.WeakKeyDictionary()
         self._memo_size = memo
 
     def _plan(self, dialect: sa.Dialect) -> _Plan:
-        plan = self._plans.get(dialect)
+        # Plans live on the dialect (one per engine), so they go with it.
+        plans: dict[Prepared, _Plan] | None = dialect.__dict__.get(_PLANS_ATTR)
+        if plans is None:
+            plans = dialect.__dict__.setdefault(_PLANS_ATTR, {})
+        plan = plans.get(self)
         if plan is not None:
             return plan
         compiled = self.statement.compile(dialect=dialect)
@@ -63,13 +67,20 @@ class Prepared:
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate column keys in a prepared statement: {keys}")
         bind = {}
-        for name, param in compiled.binds.items():
+        # bind_names maps every bind (named or a literal's anonymous one) to
+        # the name construct_params() gives its value.
+        for param, name in compiled.bind_names.items():
             processor = param.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 bind[name] = processor
         decode = []
         for index, column in enumerate(self.statement.selected_columns):
-            processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            impl = column.type.dialect_impl(dialect)
+            if isinstance(impl, sa.Numeric):
+                # Their processors depend on the driver's type code, which a
+                # plan made before the first execution cannot know.
+                raise ValueError("prepared statements do not select Numeric/Float columns")
+            processor = impl.result_processor(dialect, None)
             if processor is not None:
                 decode.append((index, processor))
         plan = _Plan(
@@ -80,7 +91,7 @@ class Prepared:
             decode=tuple(decode),
             row=collections.namedtuple("PreparedRow", keys),  # type: ignore[misc]
         )
-        self._plans[dialect] = plan
+        plans[self] = plan
         return plan
 
     def _rows(self, conn: sa.Connection, params: Mapping[str, Any], many: bool) -> list[Any]:

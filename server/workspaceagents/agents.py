@@ -176,7 +176,9 @@ def _static_message(
 # The static part per (agent row, children) object pair. The row lookup
 # memoises rows by their stored values (storage.prepared), so an unchanged
 # agent comes back as the same row object and its message is reused; any
-# change is a new row object and a new message. Bounded, oldest out.
+# change is a new row object and a new message. Bounded, oldest out. Not used
+# where rows are never memoised (PostgreSQL: psycopg hands JSON back as
+# dicts, which cannot key the row memo), as it could only cost memory there.
 _STATIC_MEMO: dict[int, tuple[Any, Any, pb.WorkspaceAgent]] = {}
 _STATIC_MEMO_SIZE = 4096
 
@@ -205,12 +207,15 @@ def build_agent_message(
     *,
     now: dt.datetime,
     inactive_timeout: dt.timedelta,
+    memo: bool = True,
 ) -> pb.WorkspaceAgent:
     agent = found.agent
     conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
     healthy, reason = health(conn.status, agent.lifecycle_state)
     msg = pb.WorkspaceAgent()
-    msg.CopyFrom(_static_message_memo(found, children))
+    msg.CopyFrom(
+        _static_message_memo(found, children) if memo else _static_message(found, children)
+    )
     msg.status = conn.status
     msg.health.healthy = healthy
     msg.health.reason = reason
@@ -242,4 +247,10 @@ def get_workspace_agent(
                 ch, appstatus.list_newest_statuses_by_agent(conn, agent_id=agent_id)
             ),
         )
-    return build_agent_message(found, children, now=clock.now(), inactive_timeout=inactive_timeout)
+    return build_agent_message(
+        found,
+        children,
+        now=clock.now(),
+        inactive_timeout=inactive_timeout,
+        memo=not db.is_postgres,
+    )

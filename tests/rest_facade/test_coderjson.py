@@ -34,3 +34,22 @@ def test_rest_responses_are_framed_like_coderd(rest, provision) -> None:
     missing = rest.get("/api/v2/workspaceagents/not-a-uuid")
     assert missing.headers["Content-Type"] == CONTENT_TYPE
     assert missing.data.endswith(b"}\n")
+
+
+def test_maps_and_floats_like_go() -> None:
+    from coder.tailnet.v2 import tailnet_pb2
+
+    from rest_facade.coderjson import derp_map, go_float, sorted_map
+
+    assert dumps(sorted_map({"b": "1", "a": "2"})) == '{"a":"2","b":"1"}'
+    assert [go_float(x) for x in (12.0, 0.5, -3.0)] == [12, 0.5, -3]
+    assert dumps({"x": go_float(12.0)}) == '{"x":12}'
+    msg = tailnet_pb2.DERPMap()
+    for region_id in (9, 10):
+        msg.regions[region_id].region_id = region_id
+    msg.home_params.region_score[9] = 1.0
+    msg.home_params.region_score[10] = 0.5
+    out = derp_map(msg)
+    # Go sorts integer map keys by their string form.
+    assert list(out["regions"]) == ["10", "9"]
+    assert out["homeParams"]["regionScore"] == {"10": 0.5, "9": 1}

@@ -58,6 +58,47 @@ def test_invalid_json_is_400(settings) -> None:
     assert resp.get_json()["detail"]
 
 
+def test_lone_surrogates_become_replacement_characters_like_go(rest, provision, db) -> None:
+    """Python's JSON decoder keeps a lone surrogate escape; Go's makes it
+    U+FFFD. A log line or level carrying one is stored or refused in
+    Coder's envelope, never a 500."""
+    ws = provision.workspace()
+    headers = {
+        "Coder-Session-Token": ws.agent("main").auth_token,
+        "Content-Type": "application/json",
+    }
+    resp = rest.patch(
+        "/api/v2/workspaceagents/me/logs",
+        data=b'{"logs":[{"output":"a\\ud800b","level":"info"}]}',
+        headers=headers,
+    )
+    assert resp.status_code == 200, resp.data
+    resp = rest.patch(
+        "/api/v2/workspaceagents/me/logs",
+        data=b'{"logs":[{"output":"x","level":"\\ud800"}]}',
+        headers=headers,
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["message"] == "Invalid log level provided."
+    logs = rest.get(
+        f"/api/v2/workspaceagents/{ws.agent('main').id}/logs",
+        headers={"Coder-Session-Token": ws.api_key},
+    )
+    assert [entry["output"] for entry in logs.get_json()] == ["a\ufffdb"]
+
+
+def test_unexpected_errors_answer_in_the_envelope(settings) -> None:
+    app: Flask = create_app(settings, client=CoreClient("127.0.0.1:1"))
+
+    @app.get("/boom")
+    def boom():  # type: ignore[no-untyped-def]
+        raise RuntimeError("unexpected")
+
+    resp = app.test_client().get("/boom")
+    assert resp.status_code == 500
+    assert resp.get_json() == {"message": "An internal error occurred."}
+
+
 def test_core_down_is_503_in_the_envelope(settings) -> None:
     client = CoreClient("127.0.0.1:1", timeout=2)
     app = create_app(settings, client=client)

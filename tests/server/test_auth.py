@@ -113,3 +113,36 @@ def test_deleted_workspace_token_rejected(channel, provision) -> None:
         )
     )
     assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_calls_survive_a_database_restart(core, channel, provision, db) -> None:
+    """Every connection this process holds dies (as in a PostgreSQL restart);
+    the next calls still answer: the lookups that start each call retry once
+    on a new connection instead of failing on the kept one."""
+    if not db.is_postgres:
+        pytest.skip("SQLite has no server to restart")
+    import sqlalchemy as sa
+    from coder.agent.v2 import agent_pb2, agent_pb2_grpc
+
+    ws = provision.workspace()
+    main = ws.agent("main")
+    users = wa_grpc.WorkspaceAgentsServiceStub(channel)
+    agents = agent_pb2_grpc.AgentStub(channel)
+    request = wa_pb2.GetWorkspaceAgentRequest(id=main.id)
+    assert users.GetWorkspaceAgent(request, metadata=token_md(ws.api_key)).agent.id == main.id
+    agents.GetManifest(agent_pb2.GetManifestRequest(), metadata=token_md(main.auth_token))
+    with db.engine.connect() as admin:
+        killed = admin.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000))"
+                " FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            )
+        ).scalar()
+    assert killed >= 1
+    assert users.GetWorkspaceAgent(request, metadata=token_md(ws.api_key)).agent.id == main.id
+    manifest = agents.GetManifest(
+        agent_pb2.GetManifestRequest(), metadata=token_md(main.auth_token)
+    )
+    assert manifest.agent_id

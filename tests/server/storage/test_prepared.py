@@ -185,4 +185,36 @@ def test_memo_reuses_rows_only_for_identical_records(db, provision) -> None:
         assert first.version == ""
         for other_ws in (provision.workspace(), provision.workspace()):
             prepared.first(conn, {"agent_id": uuid.UUID(other_ws.agent("main").id)})
-        assert all(len(plan.memo) <= 2 for plan in prepared._plans.values())
+        assert len(prepared._plan(conn.dialect).memo) <= 2
+
+
+def test_literal_values_in_the_statement_are_bound_like_sqlalchemy(db, provision) -> None:
+    """Literals (here a UUID and a datetime) become anonymous binds that need
+    the column type's processing, as SQLAlchemy would apply it."""
+    ws = provision.workspace()
+    agent_id = uuid.UUID(ws.agent("main").id)
+    agents = WorkspaceAgent.__table__
+    stmt = sa.select(agents.c.id, agents.c.created_at).where(
+        agents.c.id == agent_id,
+        agents.c.created_at > dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        agents.c.name != "never",
+    )
+    with db.read() as conn:
+        _same(Prepared(stmt), conn, {})
+
+
+def test_plans_go_with_their_engine(db) -> None:
+    """A plan is kept on the engine's dialect, not in a registry that would
+    outlive disposed engines."""
+    import gc
+    import weakref
+
+    engine = sa.create_engine("sqlite://")
+    prepared = Prepared(sa.select(sa.literal(1).label("one")))
+    with engine.connect() as conn:
+        assert prepared.first(conn, {}).one == 1
+    dialect = weakref.ref(engine.dialect)
+    engine.dispose()
+    del engine, conn
+    gc.collect()
+    assert dialect() is None
