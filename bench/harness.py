@@ -69,7 +69,12 @@ class AgentplaneProcess:
         ]
         if database_url:
             args += ["--database-url", database_url]
-        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=ROOT,
+            stderr=None if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL,
+        )
         wait_http(f"http://{self.http}/healthz")
 
     def provision(self, username: str = "bench") -> dict[str, Any]:

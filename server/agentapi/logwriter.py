@@ -10,9 +10,10 @@ Where the write runs depends on the database, by measurement
 * SQLite: inline on the loop. The write is CPU in this process; a worker
   thread cost more in hand-offs and GIL contention than it saved
   (489 vs 640 batches/s).
-* PostgreSQL: on a writer thread. The write is mostly waiting (round trips,
-  the commit's WAL flush), and inline it blocked the loop for all of it,
-  so no other request was even parsed meanwhile.
+* PostgreSQL: on writer threads ("lanes", agents spread over them). The
+  write is mostly waiting (round trips, the commit's WAL flush): inline it
+  blocked the loop for all of it, and one writer made every agent's commit
+  wait for the previous one's flush.
 
 The writer keeps one connection of its own instead of checking one out of
 the pool per group (on PostgreSQL each checkout pre-pings: a round trip).
@@ -56,20 +57,70 @@ class _Job:
     future: asyncio.Future[bool]
 
 
+# Writer lanes on PostgreSQL: agents are spread over this many writers, each
+# with its own connection and thread, so commits of different agents overlap
+# (each waits for its WAL flush) instead of queueing behind one another.
+POSTGRES_LANES = 4
+
+
 class LogWriter:
-    def __init__(self, db: Database, clock: Clock, *, limit_bytes: int) -> None:
+    """Routes each agent's batches to one lane: per-agent order holds (an
+    agent always lands on the same lane), and lanes never lock each other's
+    agent rows. SQLite has one lane, inline on the loop."""
+
+    def __init__(
+        self, db: Database, clock: Clock, *, limit_bytes: int, lanes: int | None = None
+    ) -> None:
+        known: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        count = (lanes or POSTGRES_LANES) if db.is_postgres else 1
+        self._lanes = [
+            _Lane(db, clock, limit_bytes=limit_bytes, known=known, threaded=db.is_postgres)
+            for _ in range(count)
+        ]
+
+    def lane_for(self, agent_id: uuid.UUID) -> _Lane:
+        return self._lanes[agent_id.int % len(self._lanes)]
+
+    async def submit(
+        self,
+        *,
+        agent_id: uuid.UUID,
+        source_id: uuid.UUID,
+        items: Sequence[log_store.NewLog],
+        size: int,
+    ) -> bool:
+        """Stores one batch; True when the limit refused it. Returns once the
+        transaction holding it has committed."""
+        return await self.lane_for(agent_id).submit(
+            agent_id=agent_id, source_id=source_id, items=items, size=size
+        )
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+
+
+class _Lane:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        limit_bytes: int,
+        known: set[tuple[uuid.UUID, uuid.UUID]],
+        threaded: bool,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._limit = limit_bytes
         self._pending: list[_Job] = []
         self._drain: asyncio.Task[None] | None = None
-        self._known: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        # Shared by the lanes; set operations are atomic under the GIL.
+        self._known = known
         self._conn: sa.Connection | None = None
         self._closed = False
         self._executor = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer")
-            if db.is_postgres
-            else None
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer") if threaded else None
         )
 
     def close(self) -> None:

@@ -232,7 +232,7 @@ def test_writer_survives_losing_its_connection(core, channel, provision, db) -> 
     ws = provision.workspace()
     stub = agent_pb2_grpc.AgentStub(channel)
     assert _send(stub, ws, "before") is False
-    writer = core.core.log_writer
+    writer = core.core.log_writer.lane_for(uuid.UUID(ws.agent("main").id))
     kept = writer._conn
     assert kept is not None
     if db.is_postgres:
@@ -283,3 +283,29 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
         tx.rollback()
         assert pending.result(timeout=30) is False
     assert [r.output for r in _rows(db, ws.agent("main").id)] == ["first", "waits for the lock"]
+
+
+def test_agents_spread_over_writer_lanes_keep_their_order(core, channel, provision, db) -> None:
+    """Several agents sending at once (on PostgreSQL they land on different
+    writer lanes and commit in parallel): every batch is stored, each agent's
+    lines in the order it sent them."""
+    import concurrent.futures
+
+    writer = core.core.log_writer
+    workspaces = [provision.workspace() for _ in range(6)]
+    # Make sure at least two lanes are in play where there are several.
+    while len({id(writer.lane_for(uuid.UUID(w.agent("main").id))) for w in workspaces}) < min(
+        2, len(writer._lanes)
+    ):
+        workspaces.append(provision.workspace())
+    stub = agent_pb2_grpc.AgentStub(channel)
+
+    def agent_sends(ws) -> None:
+        for i in range(15):
+            assert _send(stub, ws, f"{i:02d}a", f"{i:02d}b") is False
+
+    with concurrent.futures.ThreadPoolExecutor(len(workspaces)) as pool:
+        list(pool.map(agent_sends, workspaces))
+    for ws in workspaces:
+        outputs = [r.output for r in _rows(db, ws.agent("main").id)]
+        assert outputs == [f"{i:02d}{half}" for i in range(15) for half in "ab"]
