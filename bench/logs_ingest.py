@@ -11,7 +11,11 @@
 the same columns, the (agent_id, id) index every read uses and the foreign
 key to the agent, checked (SQLite: ``PRAGMA foreign_keys=ON``, as the server
 runs). A bare grpcio echo of the same request is printed too: no server can
-answer faster than it, so it is the ceiling of any gRPC design.
+answer faster than it. With one sender a server must receive the batch (at
+best the echo's time) and then store it (at best the raw insert's), one
+after the other, so the best any gRPC-fronted server can reach against the
+raw limit is echo / (echo + raw) in throughput terms, printed as the
+"series ceiling".
 """
 
 from __future__ import annotations
@@ -139,6 +143,13 @@ def _tokens(server: AgentplaneProcess, n: int) -> list[str]:
     return [a["agent_token"] for a in _agents(server, n)]
 
 
+def _ceiling(echo_vs_raw: float, workers: int) -> str:
+    """The series ceiling for one sender (see the module docstring)."""
+    if workers != 1:
+        return ""
+    return f"; series ceiling {echo_vs_raw / (echo_vs_raw + 1):.0%}"
+
+
 def echo_caller(address: str) -> Callable[[], Callable[[], None]]:
     return grpc_logs_caller(address, ["echo"])
 
@@ -241,8 +252,8 @@ def main() -> dict[str, float]:
                     / r["raw sqlite3 executemany (local limit)"]["rps"]
                 )
                 print(
-                    f"  gRPC/raw {results[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%; "
-                    f"ceiling echo/raw {results[f'echo_vs_raw_c{workers}']:.0%}), "
+                    f"  gRPC/raw {results[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%"
+                    f"{_ceiling(results[f'echo_vs_raw_c{workers}'], workers)}), "
                     f"gRPC/naive {results[f'grpc_vs_naive_c{workers}']:.1f}x (>= 4x), "
                     f"REST/naive {results[f'rest_vs_naive_c{workers}']:.1f}x (>= 2x)"
                 )
@@ -308,8 +319,8 @@ def main() -> dict[str, float]:
                 / r["psycopg COPY per batch (local limit)"]["rps"]
             )
             print(
-                f"  gRPC/COPY {results[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%; "
-                f"ceiling echo/COPY {results[f'pg_echo_vs_copy_c{workers}']:.0%})"
+                f"  gRPC/COPY {results[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%"
+                f"{_ceiling(results[f'pg_echo_vs_copy_c{workers}'], workers)})"
             )
     finally:
         if echo is not None:
