@@ -38,6 +38,9 @@ class AgentEcho(agent_pb2_grpc.AgentServicer):
     async def BatchUpdateAppHealths(self, request, context):  # type: ignore[no-untyped-def]
         return agent_pb2.BatchUpdateAppHealthResponse()
 
+    async def BatchCreateLogs(self, request, context):  # type: ignore[no-untyped-def]
+        return agent_pb2.BatchCreateLogsResponse()
+
 
 async def serve_echo(address: str) -> None:
     server = grpc.aio.server()
@@ -46,6 +49,18 @@ async def serve_echo(address: str) -> None:
     await server.start()
     print("ready", flush=True)
     await server.wait_for_termination()
+
+
+def start_echo() -> tuple[subprocess.Popen, str]:
+    """The echo in a process of its own (like the core); (process, address)."""
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.agent_rpcs", "--echo", address],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc, address
 
 
 def caller(address: str, rpc: str, request: Any, md: tuple) -> Callable[[], Callable[[], None]]:
@@ -101,13 +116,7 @@ def main() -> dict[str, float]:
         ids = server.provision()
         md = (("coder-session-token", ids["agent_token"]),)
         reqs = requests(server, ids["agent_token"])
-        echo_addr = f"127.0.0.1:{free_port()}"
-        echo = subprocess.Popen(
-            [sys.executable, "-m", "bench.agent_rpcs", "--echo", echo_addr],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-        )
-        assert echo.stdout is not None and echo.stdout.readline().strip() == b"ready"
+        echo, echo_addr = start_echo()
         results: dict[str, float] = {}
         for rpc, request in reqs.items():
             for workers in (1, 4):

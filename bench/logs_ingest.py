@@ -35,6 +35,7 @@ import grpc
 import psycopg
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 
+from bench.agent_rpcs import start_echo
 from bench.harness import (
     ROOT,
     AgentplaneProcess,
@@ -152,33 +153,6 @@ def _ceiling(echo_vs_raw: float, workers: int) -> str:
 
 def echo_caller(address: str) -> Callable[[], Callable[[], None]]:
     return grpc_logs_caller(address, ["echo"])
-
-
-class LogsEcho(agent_pb2_grpc.AgentServicer):
-    """The ceiling of any gRPC design: the same request, answered at once."""
-
-    async def BatchCreateLogs(self, request, context):  # type: ignore[no-untyped-def]
-        return agent_pb2.BatchCreateLogsResponse()
-
-
-async def serve_echo(address: str) -> None:
-    server = grpc.aio.server()
-    agent_pb2_grpc.add_AgentServicer_to_server(LogsEcho(), server)
-    server.add_insecure_port(address)
-    await server.start()
-    print("ready", flush=True)
-    await server.wait_for_termination()
-
-
-def start_echo() -> tuple[subprocess.Popen, str]:
-    address = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.logs_ingest", "--echo", address],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-    return proc, address
 
 
 def main() -> dict[str, float]:
@@ -333,11 +307,6 @@ def main() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--echo"]:
-        import asyncio
-
-        asyncio.run(serve_echo(sys.argv[2]))
-    else:
-        start = time.perf_counter()
-        main()
-        print(f"\n({time.perf_counter() - start:.0f} s)")
+    start = time.perf_counter()
+    main()
+    print(f"\n({time.perf_counter() - start:.0f} s)")

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from server.agentapi.logs import claim_batch, write_batch
+from server.agentapi.logs import claim_batch
 from server.clock import Clock
 from server.errors import Unavailable
 from server.storage import logs as log_store
@@ -250,17 +250,13 @@ class _Lane:
         )
 
     def _write(self, conn: sa.Connection, job: _Job, now: dt.datetime) -> bool:
-        return write_batch(
-            self._db,
-            conn,
-            agent_id=job.agent_id,
-            source_id=job.source_id,
-            items=job.items,
-            size=job.size,
-            now=now,
-            limit_bytes=self._limit,
-            source_known=(job.agent_id, job.source_id) in self._known,
-        )
+        """One batch on its own (the retry path)."""
+        exceeded = self._claim(conn, job, now)
+        if not exceeded:
+            log_store.insert_log_batches(
+                conn, [log_store.LogBatch(job.agent_id, job.source_id, job.items)], created_at=now
+            )
+        return exceeded
 
     def _remember(self, group: list[_Job], results: list[bool | BaseException]) -> None:
         if len(self._known) > _MAX_KNOWN_SOURCES:
