@@ -29,7 +29,7 @@ from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
 from rest_facade.streams import stream_slots
-from rest_facade.websocket import PING_INTERVAL_SECONDS, serve_websocket, wants_websocket
+from rest_facade.websocket import PING_INTERVAL_SECONDS, send_text, serve_websocket, wants_websocket
 
 bp = Blueprint("logs", __name__)
 
@@ -368,7 +368,7 @@ def _follow_websocket(ws: Any, pump: _Pump) -> None:
             if not ws.connected:
                 return
             if kind == "frame":
-                ws.send(dumps(value))
+                send_text(ws, dumps(value))
             elif kind == "end":
                 ws.close(reason=1000, message=value)
                 return
