@@ -206,13 +206,13 @@ def _get_logs(agent_id: str) -> Response:
     token = session_token()
     if follow:
         slots = stream_slots()
-        slots.acquire()
+        release = slots.acquire()
         try:
             resp = _follow(agent_id, after or 0, token)
         except BaseException:
-            slots.release()
+            release()
             raise
-        return slots.release_when_closed(resp)
+        return slots.release_when_closed(resp, release)
     return _list(agent_id, after or 0, before, fmt, token)
 
 

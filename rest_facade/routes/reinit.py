@@ -52,11 +52,11 @@ def get_reinit() -> Response:
             validations=[("wait", f'Query param "wait" must be a valid boolean: {raw!r}')],
         )
     slots = stream_slots()
-    slots.acquire()
+    release = slots.acquire()
     try:
-        return slots.release_when_closed(_reinit_stream(raw in _TRUE))
+        return slots.release_when_closed(_reinit_stream(raw in _TRUE), release)
     except BaseException:
-        slots.release()
+        release()
         raise
 
 

@@ -301,42 +301,62 @@ def test_follow_pump_thread_ends_when_a_slow_client_leaves() -> None:
     assert not pump._thread.is_alive()
 
 
-def test_streams_are_capped_with_503(settings, core, provision) -> None:
+def test_streams_are_capped_with_503_and_per_session_with_429(settings, core, provision) -> None:
     """Each follow holds a facade thread; past the cap the facade says 503
-    instead of letting streams take every thread, and a closed stream frees
-    its slot."""
+    instead of letting streams take every thread, one session may hold only
+    its share (429 past it), and a closed stream frees its slot."""
     import dataclasses
 
-    from rest_facade.streams import StreamSlots
-    from tests.rest_facade._live import live_facade
+    from agentplane.admin.v1 import admin_pb2
 
-    small = dataclasses.replace(settings, facade_threads=4)
-    limit = StreamSlots(4).limit
+    from rest_facade.streams import StreamSlots
+    from tests.conftest import ADMIN_METADATA
+    from tests.rest_facade._live import live_facade, wait_until
+
+    small = dataclasses.replace(settings, facade_threads=8)
+    slots = StreamSlots(8)
     ws = provision.workspace()
-    with live_facade(small, core.address) as url:
-        clients = [_ws(url, ws.agent("main").id, ws.api_key) for _ in range(limit)]
-        for c in clients:
-            assert json.loads(c.recv()) == []
+    agent_id = ws.agent("main").id
+
+    def new_token() -> str:
+        return provision.stub.CreateToken(
+            admin_pb2.CreateTokenRequest(user=ws.username), metadata=ADMIN_METADATA
+        ).api_key
+
+    def status_of(url: str, token: str) -> tuple[int, str]:
         parts = urlsplit(url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
         conn.request(
             "GET",
-            f"{API}/{ws.agent('main').id}/logs?follow",
-            headers={"Coder-Session-Token": ws.api_key, "Accept": "text/event-stream"},
+            f"{API}/{agent_id}/logs?follow",
+            headers={"Coder-Session-Token": token, "Accept": "text/event-stream"},
         )
         resp = conn.getresponse()
-        assert resp.status == 503
-        assert json.loads(resp.read())["message"] == "Too many open streams."
+        status = resp.status
+        body = json.loads(resp.read()) if status != 200 else {}
         conn.close()
+        return status, body.get("message", "")
+
+    with live_facade(small, core.address) as url:
+        # One session takes its share, and no more.
+        clients = [_ws(url, agent_id, ws.api_key) for _ in range(slots.per_session)]
+        for c in clients:
+            assert json.loads(c.recv()) == []
+        assert status_of(url, ws.api_key) == (429, "Too many open streams for this session.")
+        # Other sessions fill the server; past the cap it is 503.
+        while len(clients) < slots.limit:
+            clients.append(_ws(url, agent_id, new_token()))
+            assert json.loads(clients[-1].recv()) == []
+        assert status_of(url, new_token()) == (503, "Too many open streams.")
         clients.pop().close()
-        from tests.rest_facade._live import wait_until
+        late = new_token()
 
         def reopened() -> bool:
             client = websocket.WebSocket()
             try:
                 client.connect(
-                    url.replace("http://", "ws://") + f"{API}/{ws.agent('main').id}/logs?follow",
-                    header=[f"Coder-Session-Token: {ws.api_key}"],
+                    url.replace("http://", "ws://") + f"{API}/{agent_id}/logs?follow",
+                    header=[f"Coder-Session-Token: {late}"],
                     timeout=15,
                 )
             except websocket.WebSocketBadStatusException:
