@@ -58,12 +58,12 @@ class StreamSlots:
                     "try again later.",
                 )
             )
-        released = threading.Event()
+        once = threading.Lock()
 
         def release() -> None:
-            if released.is_set():
+            # Exactly once, whoever calls first (end of stream, response close).
+            if not once.acquire(blocking=False):
                 return
-            released.set()
             self._slots.release()
             self._forget(key)
 

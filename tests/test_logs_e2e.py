@@ -217,3 +217,55 @@ def test_logs_cli(tmp_path: Path) -> None:
         assert missing.returncode != 0 and "Resource not found" in missing.stderr
     finally:
         assert server.stop() == 0
+
+
+def test_websocket_follows_give_their_stream_slot_back_under_gunicorn(tmp_path: Path) -> None:
+    """The production facade (gunicorn gthread) never closes a hijacked
+    WebSocket response, so the slot must come back when the stream ends:
+    more follows than one session's share, one after another, all open."""
+    from rest_facade.streams import StreamSlots
+
+    threads = 8
+    per_session = StreamSlots(threads).per_session
+    server = Server(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        env={"AGENTPLANE_ADMIN_TOKEN": ADMIN, "AGENTPLANE_FACADE_THREADS": str(threads)},
+    ).start()
+    try:
+        key, agent_id, _token, _user = provision(server)
+        url = f"ws://{server.http}/api/v2/workspaceagents/{agent_id}/logs?follow"
+        for _ in range(per_session + 2):
+            follower = websocket.create_connection(
+                url, header=[f"Coder-Session-Token: {key}"], timeout=20
+            )
+            assert json.loads(follower.recv()) == []
+            follower.close()
+            # The server sees the close and ends the stream: wait for its
+            # slot before the next one, or the next would race the release.
+            _wait_for_free_slot(server.http, key, agent_id)
+    finally:
+        assert server.stop() == 0
+
+
+def _wait_for_free_slot(address: str, key: str, agent_id: str) -> None:
+    """Polls until a non-WebSocket follow attempt is no longer refused with
+    429 (it then answers 400: follow needs an upgrade or SSE)."""
+    import http.client
+    import time
+
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + 20
+    while True:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request(
+            "GET",
+            f"/api/v2/workspaceagents/{agent_id}/logs?follow",
+            headers={"Coder-Session-Token": key},
+        )
+        status = conn.getresponse().status
+        conn.close()
+        if status != 429:
+            return
+        assert time.monotonic() < deadline, "the stream slot never came back"
+        time.sleep(0.05)

@@ -15,7 +15,7 @@ import datetime as dt
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -208,7 +208,7 @@ def _get_logs(agent_id: str) -> Response:
         slots = stream_slots()
         release = slots.acquire()
         try:
-            resp = _follow(agent_id, after or 0, token)
+            resp = _follow(agent_id, after or 0, token, release)
         except BaseException:
             release()
             raise
@@ -338,7 +338,7 @@ def _frames(pump: _Pump, timeout: float) -> Iterator[Any]:
             return
 
 
-def _follow(agent_id: str, after: int, token: str | None) -> Response:
+def _follow(agent_id: str, after: int, token: str | None, release: Callable[[], None]) -> Response:
     client = core()
     call = client.logs.WatchWorkspaceAgentLogs(
         logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=agent_id, after=after),
@@ -359,7 +359,7 @@ def _follow(agent_id: str, after: int, token: str | None) -> Response:
     if not wants_websocket():
         pump.cancel()
         return error_response(400, "Follow needs a WebSocket upgrade or Accept: text/event-stream.")
-    return serve_websocket(lambda ws: _follow_websocket(ws, pump))
+    return serve_websocket(lambda ws: _follow_websocket(ws, pump), on_done=release)
 
 
 def _follow_websocket(ws: Any, pump: _Pump) -> None:
@@ -395,6 +395,9 @@ def _follow_sse(pump: _Pump) -> Response:
             pump.cancel()
 
     resp = Response(stream_with_context(events()), mimetype="text/event-stream")
+    # A body nobody iterates (HEAD, a client gone before the first byte)
+    # never runs the generator's finally: the core stream ends here too.
+    resp.call_on_close(pump.cancel)
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp

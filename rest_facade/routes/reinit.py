@@ -90,4 +90,7 @@ def _reinit_stream(wait: bool) -> Response:
     # Coder also sends "Connection: keep-alive"; WSGI servers own that
     # hop-by-hop header, and HTTP/1.1 keeps the connection open anyway.
     headers: dict[str, Any] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(events(), status=200, content_type="text/event-stream", headers=headers)
+    resp = Response(events(), status=200, content_type="text/event-stream", headers=headers)
+    # A body nobody iterates (HEAD) never runs the generator's finally.
+    resp.call_on_close(call.cancel)
+    return resp

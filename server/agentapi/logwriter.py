@@ -61,6 +61,8 @@ class _Job:
 # with its own connection and thread, so commits of different agents overlap
 # (each waits for its WAL flush) instead of queueing behind one another.
 POSTGRES_LANES = 4
+# How long a lane's group waits for an agent row another transaction holds.
+LOCK_TIMEOUT_MS = 2000
 
 
 class LogWriter:
@@ -136,12 +138,21 @@ class _Lane:
                 conn.close()
 
     def _connection(self) -> sa.Connection:
+        if self._closed:
+            raise Unavailable("agentplane is shutting down; send the logs again.")
         conn = self._conn
         if conn is None or conn.closed or conn.invalidated:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
             conn = self._conn = self._db.engine.connect()
+            if self._db.is_postgres:
+                # A group holds its agents' rows while it claims the next; if
+                # one of those is locked elsewhere, give up (the batches are
+                # retried one by one) rather than hold the others for long:
+                # the core's loop may be waiting to write one of them.
+                conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                conn.commit()
         return conn
 
     async def submit(
@@ -166,7 +177,7 @@ class _Lane:
     async def _drain_all(self) -> None:
         group: list[_Job] = []
         try:
-            while self._pending:
+            while self._pending and not self._closed:
                 # One turn of the loop lets requests that are already parsed
                 # join this group.
                 await asyncio.sleep(0)

@@ -238,6 +238,30 @@ def test_follow_errors_before_upgrade(facade_url, provision) -> None:
     }
 
 
+def test_head_on_a_follow_leaves_no_stream_behind(facade_url, provision, core) -> None:
+    """HEAD answers like GET without a body; a follow whose body is never
+    read must still end its core stream."""
+    from server.pubsub import AGENT_LOGS
+    from tests.rest_facade._live import wait_until
+
+    ws = provision.workspace()
+    agent_id = ws.agent("main").id
+    parts = urlsplit(facade_url)
+    for _ in range(3):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+        conn.request(
+            "HEAD",
+            f"{API}/{agent_id}/logs?follow",
+            headers={"Coder-Session-Token": ws.api_key, "Accept": "text/event-stream"},
+        )
+        assert conn.getresponse().status == 200
+        conn.close()
+    wait_until(
+        lambda: core.db.pubsub.subscribers(AGENT_LOGS, agent_id) == 0,
+        what="the core's follow streams to end",
+    )
+
+
 def test_sse_follow(facade_url, provision) -> None:
     ws = provision.workspace()
     agent_id, token = ws.agent("main").id, ws.agent("main").auth_token

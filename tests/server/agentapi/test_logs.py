@@ -283,6 +283,11 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
         tx.rollback()
         assert pending.result(timeout=30) is False
     assert [r.output for r in _rows(db, ws.agent("main").id)] == ["first", "waits for the lock"]
+    # The lane does not wait on a locked agent row for long while holding
+    # the rows of its group's other agents (the loop may need one of them).
+    lane = core.core.log_writer.lane_for(uuid.UUID(ws.agent("main").id))
+    assert lane._conn is not None
+    assert lane._conn.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"
 
 
 def test_agents_spread_over_writer_lanes_keep_their_order(core, channel, provision, db) -> None:
