@@ -94,6 +94,15 @@ class AgentplaneProcess:
         main = next(a for a in build.agents if a.name == "main")
         return {"api_key": user.api_key, "agent_id": main.id, "agent_token": main.auth_token}
 
+    def create_token(self, username: str = "bench") -> str:
+        """Another API key (session) for the user."""
+        with grpc.insecure_channel(self.grpc) as ch:
+            stub = admin_pb2_grpc.AdminServiceStub(ch)
+            md = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+            return stub.CreateToken(
+                admin_pb2.CreateTokenRequest(user=username), metadata=md
+            ).api_key
+
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
