@@ -287,7 +287,8 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
     # the rows of its group's other agents (the loop may need one of them).
     lane = core.core.log_writer.lane_for(uuid.UUID(ws.agent("main").id))
     assert lane._conn is not None
-    assert lane._conn.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"
+    with lane._conn.begin():  # leaves the lane's connection as it was
+        assert lane._conn.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"
 
 
 def test_agents_spread_over_writer_lanes_keep_their_order(core, channel, provision, db) -> None:
