@@ -40,8 +40,6 @@ def dumps_bytes(body: Any) -> bytes:
         out = orjson.dumps(body, option=_OPTIONS)
     except orjson.JSONEncodeError:
         # A lone surrogate reached a response: encode it as Go would (U+FFFD).
-        from rest_facade.parse import without_lone_surrogates
-
         out = orjson.dumps(without_lone_surrogates(body), option=_OPTIONS)
     for raw, escaped in _GO_ESCAPES:
         if raw in out:
@@ -60,6 +58,23 @@ def go_float(value: float) -> float | int:
 def sorted_map(value: Any) -> dict[str, Any]:
     """A JSON object from a map, keys sorted as Go's encoder sorts them."""
     return dict(sorted(value.items()))
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Go's decoder turns a lone UTF-16 surrogate (``"\\ud800"``) into U+FFFD;
+    Python keeps it, and it could then be neither stored nor encoded. Strings
+    (keys included) are repaired the same way as Go does."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def dumps(body: Any) -> str:

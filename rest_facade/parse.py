@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import abort, request
 
+from rest_facade.coderjson import without_lone_surrogates
 from rest_facade.errors import error_response
 
 INVALID_JSON = "Request body must be valid JSON."
@@ -42,23 +43,6 @@ def read_json() -> Any:
     if b"\\u" in raw or b"\xed" in raw:
         body = without_lone_surrogates(body)
     return body
-
-
-def without_lone_surrogates(value: Any) -> Any:
-    """Go's decoder turns a lone UTF-16 surrogate (``"\\ud800"``) into U+FFFD;
-    Python keeps it, and it could then be neither stored nor encoded. Strings
-    (keys included) are repaired the same way as Go does."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
-    if isinstance(value, list):
-        return [without_lone_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
-    return value
 
 
 def go_json_kind(value: object) -> str:

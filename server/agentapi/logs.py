@@ -11,9 +11,10 @@ agent overflowed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from coder.agent.v2 import agent_pb2
@@ -104,33 +105,49 @@ def claim_batch(
     return False
 
 
-def write_batch(
+@dataclasses.dataclass
+class NewBatch:
+    """A validated batch of one agent, ready to store."""
+
+    agent_id: uuid.UUID
+    source_id: uuid.UUID
+    items: Sequence[log_store.NewLog]
+    size: int
+
+
+def write_batches(
     db: Database,
     conn: sa.Connection,
+    batches: Sequence[NewBatch],
     *,
-    agent_id: uuid.UUID,
-    source_id: uuid.UUID,
-    items: Sequence[log_store.NewLog],
-    size: int,
     now: dt.datetime,
     limit_bytes: int,
-    source_known: bool = False,
-) -> bool:
-    """One batch inside the caller's transaction; True when the limit refused it."""
-    exceeded = claim_batch(
-        db,
-        conn,
-        agent_id=agent_id,
-        source_id=source_id,
-        size=size,
-        now=now,
-        limit_bytes=limit_bytes,
-        source_known=source_known,
-    )
-    if not exceeded:
-        log_store.insert_logs(
-            conn, agent_id=agent_id, source_id=source_id, created_at=now, logs=items
+    source_known: Callable[[NewBatch], bool] = lambda _batch: False,
+) -> list[bool]:
+    """Batches inside the caller's transaction: each is judged on its own
+    (budget, overflow, source, notification), then the lines of every
+    accepted one go in one statement (one COPY / executemany). Per batch:
+    True when the limit refused it."""
+    exceeded = [
+        claim_batch(
+            db,
+            conn,
+            agent_id=b.agent_id,
+            source_id=b.source_id,
+            size=b.size,
+            now=now,
+            limit_bytes=limit_bytes,
+            source_known=source_known(b),
         )
+        for b in batches
+    ]
+    accepted = [
+        log_store.LogBatch(b.agent_id, b.source_id, b.items)
+        for b, refused in zip(batches, exceeded, strict=True)
+        if not refused
+    ]
+    if accepted:
+        log_store.insert_log_batches(conn, accepted, created_at=now)
     return exceeded
 
 
@@ -149,14 +166,7 @@ def batch_create_logs(
     if not logs:
         return False
     items, size = prepare_batch(logs)
+    batch = NewBatch(caller.agent.id, source_id, items, size)
     with db.write() as conn:
-        return write_batch(
-            db,
-            conn,
-            agent_id=caller.agent.id,
-            source_id=source_id,
-            items=items,
-            size=size,
-            now=clock.now(),
-            limit_bytes=limit_bytes,
-        )
+        (exceeded,) = write_batches(db, conn, [batch], now=clock.now(), limit_bytes=limit_bytes)
+    return exceeded

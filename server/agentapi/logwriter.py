@@ -38,23 +38,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from server.agentapi.logs import claim_batch
+from server.agentapi.logs import NewBatch, write_batches
 from server.clock import Clock
 from server.errors import Unavailable
 from server.storage import logs as log_store
 from server.storage.db import Database
 
+SHUTTING_DOWN = "agentplane is shutting down; send the logs again."
 # Agents known to have the built-in External source (skips a read per batch).
 _MAX_KNOWN_SOURCES = 100_000
 
 
 @dataclasses.dataclass
-class _Job:
-    agent_id: uuid.UUID
-    source_id: uuid.UUID
-    items: Sequence[log_store.NewLog]
-    size: int
-    future: asyncio.Future[bool]
+class _Job(NewBatch):
+    future: asyncio.Future[bool] = dataclasses.field(kw_only=True)
 
 
 # Writer lanes on PostgreSQL: agents are spread over this many writers, each
@@ -139,7 +136,7 @@ class _Lane:
 
     def _connection(self) -> sa.Connection:
         if self._closed:
-            raise Unavailable("agentplane is shutting down; send the logs again.")
+            raise Unavailable(SHUTTING_DOWN)
         conn = self._conn
         if conn is None or conn.closed or conn.invalidated:
             if conn is not None:
@@ -164,9 +161,9 @@ class _Lane:
         size: int,
     ) -> bool:
         if self._closed:
-            raise Unavailable("agentplane is shutting down; send the logs again.")
+            raise Unavailable(SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
-        job = _Job(agent_id, source_id, items, size, loop.create_future())
+        job = _Job(agent_id, source_id, items, size, future=loop.create_future())
         self._pending.append(job)
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_all(), name="log-writer")
@@ -214,20 +211,9 @@ class _Lane:
     def _write_group(self, group: list[_Job], now: dt.datetime) -> list[bool | BaseException]:
         try:
             with self._db.transaction(self._connection()) as conn:
-                results: list[bool | BaseException] = [self._claim(conn, job, now) for job in group]
-                # The lines of every accepted batch in one statement (one
-                # COPY / executemany per group, not per batch).
-                accepted = [
-                    log_store.LogBatch(job.agent_id, job.source_id, job.items)
-                    for job, exceeded in zip(group, results, strict=True)
-                    if exceeded is False
-                ]
-                if accepted:
-                    log_store.insert_log_batches(conn, accepted, created_at=now)
+                results: list[bool | BaseException] = list(self._write(conn, group, now))
         except Exception:
             self._drop_if_broken()
-            if len(group) == 1:
-                return [self._write_alone(group[0], now)]
             return [self._write_alone(job, now) for job in group]
         self._remember(group, results)
         return results
@@ -242,32 +228,21 @@ class _Lane:
     def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException:
         try:
             with self._db.write() as conn:
-                result = self._write(conn, job, now)
+                (result,) = self._write(conn, [job], now)
         except Exception as err:
             return err
         self._remember([job], [result])
         return result
 
-    def _claim(self, conn: sa.Connection, job: _Job, now: dt.datetime) -> bool:
-        return claim_batch(
+    def _write(self, conn: sa.Connection, jobs: list[_Job], now: dt.datetime) -> list[bool]:
+        return write_batches(
             self._db,
             conn,
-            agent_id=job.agent_id,
-            source_id=job.source_id,
-            size=job.size,
+            jobs,
             now=now,
             limit_bytes=self._limit,
-            source_known=(job.agent_id, job.source_id) in self._known,
+            source_known=lambda job: (job.agent_id, job.source_id) in self._known,
         )
-
-    def _write(self, conn: sa.Connection, job: _Job, now: dt.datetime) -> bool:
-        """One batch on its own (the retry path)."""
-        exceeded = self._claim(conn, job, now)
-        if not exceeded:
-            log_store.insert_log_batches(
-                conn, [log_store.LogBatch(job.agent_id, job.source_id, job.items)], created_at=now
-            )
-        return exceeded
 
     def _remember(self, group: list[_Job], results: list[bool | BaseException]) -> None:
         if len(self._known) > _MAX_KNOWN_SOURCES:
