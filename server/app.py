@@ -101,6 +101,7 @@ def create_server(
         clock=clock,
         admin_token=admin_token,
         on_agent_seen=sessions.touch,
+        on_agent_contact=sessions.seen,
         on_agent_refused=TokenRefusals(db, clock).record,
     )
     derp = DERPMapSource(

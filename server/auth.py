@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import string
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -83,6 +84,22 @@ def split_api_key(token: str) -> tuple[str, str]:
     return key_id, secret
 
 
+# agent_for_write: how long a token lookup is reused, and how many are kept.
+RECENT_AGENT_SECONDS = 1.0
+MAX_RECENT_AGENTS = 10_000
+
+
+def agent_not_authorized() -> Unauthenticated:
+    return Unauthenticated(
+        "Workspace agent not authorized.",
+        detail=(
+            "The agent cannot authenticate until the workspace provision job "
+            "has been completed. If the job is no longer running, this agent "
+            "is invalid."
+        ),
+    )
+
+
 class Authenticator:
     """Resolves the caller of an RPC from its metadata."""
 
@@ -94,6 +111,7 @@ class Authenticator:
         admin_token: str,
         on_agent_seen: Callable[[AgentInWorkspace], None] | None = None,
         on_agent_refused: Callable[[str], None] | None = None,
+        on_agent_contact: Callable[[uuid.UUID], bool] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -102,6 +120,11 @@ class Authenticator:
         # connection status), every refused known token is a diagnosis clue.
         self._on_agent_seen = on_agent_seen
         self._on_agent_refused = on_agent_refused
+        # Contact without a fresh row (agent_for_write): True when nothing
+        # more is needed; False asks for the lookup and on_agent_seen.
+        self._on_agent_contact = on_agent_contact
+        # agent_for_write: token hash -> (lookup, expiry on the monotonic clock).
+        self._recent_agents: dict[str, tuple[AgentInWorkspace, float]] = {}
 
     # -- users -------------------------------------------------------------
     def user(self, context: Any) -> Any:
@@ -129,7 +152,7 @@ class Authenticator:
         return key.user
 
     # -- agents ------------------------------------------------------------
-    def agent(self, context: Any) -> AgentInWorkspace:
+    def _agent_token_hash(self, context: Any) -> str:
         token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
         if not token:
             raise Unauthenticated(f'Cookie "{SESSION_COOKIE}" must be provided.')
@@ -140,26 +163,56 @@ class Authenticator:
                 "Workspace agent token invalid.",
                 detail=f"An agent token must be a valid UUIDv4. (len {len(token)})",
             ) from None
-        token_hash = hash_agent_token(parsed)
+        return hash_agent_token(parsed)
+
+    def agent(self, context: Any) -> AgentInWorkspace:
+        return self._agent_by_hash(self._agent_token_hash(context))
+
+    def _agent_by_hash(self, token_hash: str) -> AgentInWorkspace:
         found = self._db.read_retrying(
             lambda conn: agent_store.get_authenticated_agent_by_token_hash(
                 conn, token_hash=token_hash
             )
         )
         if found is None:
+            self._recent_agents.pop(token_hash, None)
             if self._on_agent_refused is not None:
                 self._on_agent_refused(token_hash)
-            raise Unauthenticated(
-                "Workspace agent not authorized.",
-                detail=(
-                    "The agent cannot authenticate until the workspace provision job "
-                    "has been completed. If the job is no longer running, this agent "
-                    "is invalid."
-                ),
-            )
+            raise agent_not_authorized()
         if self._on_agent_seen is not None:
             self._on_agent_seen(found)
         return found
+
+    def agent_for_write(self, context: Any) -> tuple[AgentInWorkspace, str]:
+        """The calling agent, for a write that checks the token itself, in
+        its own statement (log ingestion): (agent, token hash to check).
+
+        A lookup of the same token less than RECENT_AGENT_SECONDS ago is
+        reused instead of a read per call (on PostgreSQL the read was a
+        sixth of a log batch's time). The write, not this answer, decides:
+        a token that stopped authenticating since is refused there, in the
+        transaction, so no stale answer ever lets a write through; the
+        caller then reports it with ``agent_token_refused``."""
+        token_hash = self._agent_token_hash(context)
+        now = time.monotonic()
+        recent = self._recent_agents.get(token_hash)
+        if recent is not None and recent[1] > now:
+            found = recent[0]
+            if self._on_agent_contact is None or self._on_agent_contact(found.agent.id):
+                return found, token_hash
+        found = self._agent_by_hash(token_hash)
+        if len(self._recent_agents) >= MAX_RECENT_AGENTS:
+            self._recent_agents.clear()
+        self._recent_agents[token_hash] = (found, now + RECENT_AGENT_SECONDS)
+        return found, token_hash
+
+    def agent_token_refused(self, token_hash: str) -> Unauthenticated:
+        """A write refused this token (see agent_for_write): forgets the
+        lookup, records the clue, and returns the error for the caller."""
+        self._recent_agents.pop(token_hash, None)
+        if self._on_agent_refused is not None:
+            self._on_agent_refused(token_hash)
+        return agent_not_authorized()
 
     # -- provisioning --------------------------------------------------------
     def admin(self, context: Any) -> None:

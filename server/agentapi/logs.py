@@ -22,6 +22,7 @@ from coder.agent.v2 import agent_pb2
 from server.clock import Clock
 from server.errors import InvalidArgument
 from server.pubsub import AGENT_LOGS
+from server.storage import agents as agent_store
 from server.storage import logs as log_store
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
@@ -46,23 +47,34 @@ def log_source_id(raw: bytes) -> uuid.UUID:
     return log_store.EXTERNAL_SOURCE_ID if source.int == 0 else source
 
 
-def prepare_batch(logs: Sequence[agent_pb2.Log]) -> tuple[list[log_store.NewLog], int]:
-    """Validated rows (lines cut to 1024 characters) and the batch's size in
-    bytes as sent, which is what the limit counts."""
-    items: list[log_store.NewLog] = []
-    append, levels, cut, new = items.append, LEVELS, log_store.MAX_LINE_CHARS, log_store.NewLog
-    size = 0
-    for log in logs:
-        level = levels.get(log.level)
-        if level is None:
-            raise InvalidArgument(
-                "Invalid log level provided.", detail=f'invalid log level: "{log.level}"'
-            )
-        output = log.output
-        # UTF-8 bytes; an ASCII line is as long in bytes as in characters.
-        size += len(output) if output.isascii() else len(output.encode())
-        append(new(output[:cut], level))
-    return items, size
+def prepare_batch(logs: Sequence[agent_pb2.Log]) -> tuple[list[str], list[str], int]:
+    """A batch's lines as (outputs, levels, size): outputs sanitized (NUL
+    becomes U+274C, as Coder stores it) and cut to 1024 characters; levels
+    validated; size is the bytes of the sanitized lines before the cut,
+    which is what the limit counts (Coder's accounting).
+
+    Column-wise, by measurement: one pass over the protobuf messages, then
+    whole-batch string operations in C (a 100-line batch: 194 -> ~90 us)."""
+    if not logs:
+        return [], [], 0
+    pairs = [(log.output, log.level) for log in logs]
+    outputs = [pair[0] for pair in pairs]
+    codes = [pair[1] for pair in pairs]
+    kinds = set(codes)
+    if not kinds <= LEVELS.keys():
+        bad = next(code for code in codes if code not in LEVELS)
+        raise InvalidArgument("Invalid log level provided.", detail=f'invalid log level: "{bad}"')
+    levels = [LEVELS[codes[0]]] * len(codes) if len(kinds) == 1 else [LEVELS[c] for c in codes]
+    joined = "".join(outputs)
+    if "\x00" in joined:
+        outputs = [log_store.sanitize_output(output) for output in outputs]
+        joined = "".join(outputs)
+    # UTF-8 bytes; ASCII text is as long in bytes as in characters.
+    size = len(joined) if joined.isascii() else len(joined.encode())
+    cut = log_store.MAX_LINE_CHARS
+    if max(map(len, outputs)) > cut:
+        outputs = [output[:cut] for output in outputs]
+    return outputs, levels, size
 
 
 def claim_batch(
@@ -75,18 +87,29 @@ def claim_batch(
     now: dt.datetime,
     limit_bytes: int,
     source_known: bool = False,
-) -> bool:
+    token_hash: str | None = None,
+) -> bool | None:
     """Everything of one batch but its lines, inside the caller's
     transaction: the byte budget (or the overflow flag), the log source and
     the followers' notification. True when the limit refused the batch, whose
-    lines must then not be stored."""
+    lines must then not be stored.
+
+    ``token_hash``: the caller was authenticated from a recent lookup, so
+    its token is checked here, in the claim itself; None (nothing changed,
+    nothing to store) when it no longer authenticates as this agent."""
     key = str(agent_id)
     # On PostgreSQL the notification rides on the budget claim.
     notify = db.pubsub.sql_notification(AGENT_LOGS, key)
     claimed = log_store.claim_log_budget(
-        conn, agent_id=agent_id, n=size, limit=limit_bytes, notify=notify
+        conn, agent_id=agent_id, n=size, limit=limit_bytes, notify=notify, token_hash=token_hash
     )
     if not claimed:
+        if token_hash is not None:
+            # The claim fails for a spent budget or a token gone stale (a new
+            # build, a deleted workspace); only the full lookup tells which.
+            still = agent_store.get_authenticated_agent_by_token_hash(conn, token_hash=token_hash)
+            if still is None or still.agent.id != agent_id:
+                return None
         if log_store.mark_logs_overflowed(conn, agent_id=agent_id):
             # Followers learn of the overflow in-stream.
             db.pubsub.publish(conn, AGENT_LOGS, key)
@@ -111,8 +134,11 @@ class NewBatch:
 
     agent_id: uuid.UUID
     source_id: uuid.UUID
-    items: Sequence[log_store.NewLog]
+    outputs: Sequence[str]
+    levels: Sequence[str]
     size: int
+    # Set when the caller's token is to be checked in the write itself.
+    token_hash: str | None = None
 
 
 def write_batches(
@@ -123,12 +149,13 @@ def write_batches(
     now: dt.datetime,
     limit_bytes: int,
     source_known: Callable[[NewBatch], bool] = lambda _batch: False,
-) -> list[bool]:
+) -> list[bool | None]:
     """Batches inside the caller's transaction: each is judged on its own
-    (budget, overflow, source, notification), then the lines of every
-    accepted one go in one statement (one COPY / executemany). Per batch:
-    True when the limit refused it."""
-    exceeded = [
+    (token when it carries one, budget, overflow, source, notification), then
+    the lines of every accepted one go in one statement (one COPY / INSERT).
+    Per batch: False when stored, True when the limit refused it, None when
+    its token no longer authenticates."""
+    outcomes = [
         claim_batch(
             db,
             conn,
@@ -138,17 +165,18 @@ def write_batches(
             now=now,
             limit_bytes=limit_bytes,
             source_known=source_known(b),
+            token_hash=b.token_hash,
         )
         for b in batches
     ]
     accepted = [
-        log_store.LogBatch(b.agent_id, b.source_id, b.items)
-        for b, refused in zip(batches, exceeded, strict=True)
-        if not refused
+        log_store.LogBatch(b.agent_id, b.source_id, b.outputs, b.levels)
+        for b, outcome in zip(batches, outcomes, strict=True)
+        if outcome is False
     ]
     if accepted:
         log_store.insert_log_batches(conn, accepted, created_at=now)
-    return exceeded
+    return outcomes
 
 
 def batch_create_logs(
@@ -165,8 +193,8 @@ def batch_create_logs(
     batches together.)"""
     if not logs:
         return False
-    items, size = prepare_batch(logs)
-    batch = NewBatch(caller.agent.id, source_id, items, size)
+    outputs, levels, size = prepare_batch(logs)
+    batch = NewBatch(caller.agent.id, source_id, outputs, levels, size)
     with db.write() as conn:
         (exceeded,) = write_batches(db, conn, [batch], now=clock.now(), limit_bytes=limit_bytes)
-    return exceeded
+    return bool(exceeded)

@@ -51,7 +51,7 @@ _MAX_KNOWN_SOURCES = 100_000
 
 @dataclasses.dataclass
 class _Job(NewBatch):
-    future: asyncio.Future[bool] = dataclasses.field(kw_only=True)
+    future: asyncio.Future[bool | None] = dataclasses.field(kw_only=True)
 
 
 # Writer lanes on PostgreSQL: agents are spread over this many writers, each
@@ -85,13 +85,21 @@ class LogWriter:
         *,
         agent_id: uuid.UUID,
         source_id: uuid.UUID,
-        items: Sequence[log_store.NewLog],
+        outputs: Sequence[str],
+        levels: Sequence[str],
         size: int,
-    ) -> bool:
-        """Stores one batch; True when the limit refused it. Returns once the
-        transaction holding it has committed."""
+        token_hash: str | None = None,
+    ) -> bool | None:
+        """Stores one batch; True when the limit refused it, None when
+        `token_hash` was given and no longer authenticates as the agent.
+        Returns once the transaction holding it has committed."""
         return await self.lane_for(agent_id).submit(
-            agent_id=agent_id, source_id=source_id, items=items, size=size
+            agent_id=agent_id,
+            source_id=source_id,
+            outputs=outputs,
+            levels=levels,
+            size=size,
+            token_hash=token_hash,
         )
 
     def close(self) -> None:
@@ -157,13 +165,17 @@ class _Lane:
         *,
         agent_id: uuid.UUID,
         source_id: uuid.UUID,
-        items: Sequence[log_store.NewLog],
+        outputs: Sequence[str],
+        levels: Sequence[str],
         size: int,
-    ) -> bool:
+        token_hash: str | None,
+    ) -> bool | None:
         if self._closed:
             raise Unavailable(SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
-        job = _Job(agent_id, source_id, items, size, future=loop.create_future())
+        job = _Job(
+            agent_id, source_id, outputs, levels, size, token_hash, future=loop.create_future()
+        )
         self._pending.append(job)
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_all(), name="log-writer")
@@ -208,10 +220,12 @@ class _Lane:
             if group or self._pending:
                 self._pending = []
 
-    def _write_group(self, group: list[_Job], now: dt.datetime) -> list[bool | BaseException]:
+    def _write_group(
+        self, group: list[_Job], now: dt.datetime
+    ) -> list[bool | BaseException | None]:
         try:
             with self._db.transaction(self._connection()) as conn:
-                results: list[bool | BaseException] = list(self._write(conn, group, now))
+                results: list[bool | BaseException | None] = list(self._write(conn, group, now))
         except Exception:
             self._drop_if_broken()
             return [self._write_alone(job, now) for job in group]
@@ -225,7 +239,7 @@ class _Lane:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException:
+    def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException | None:
         try:
             with self._db.write() as conn:
                 (result,) = self._write(conn, [job], now)
@@ -234,7 +248,7 @@ class _Lane:
         self._remember([job], [result])
         return result
 
-    def _write(self, conn: sa.Connection, jobs: list[_Job], now: dt.datetime) -> list[bool]:
+    def _write(self, conn: sa.Connection, jobs: list[_Job], now: dt.datetime) -> list[bool | None]:
         return write_batches(
             self._db,
             conn,
@@ -244,7 +258,7 @@ class _Lane:
             source_known=lambda job: (job.agent_id, job.source_id) in self._known,
         )
 
-    def _remember(self, group: list[_Job], results: list[bool | BaseException]) -> None:
+    def _remember(self, group: list[_Job], results: list[bool | BaseException | None]) -> None:
         if len(self._known) > _MAX_KNOWN_SOURCES:
             self._known.clear()
         for job, result in zip(group, results, strict=True):

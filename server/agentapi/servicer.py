@@ -61,20 +61,26 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         return get_manifest(self._db, self._settings, self._derp, caller=caller)
 
     async def BatchCreateLogs(self, request: agent_pb2.BatchCreateLogsRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
         if not request.logs:
             # Coder answers an empty batch with success, before anything else;
             # an overflowed agent still learns that it is over the limit.
+            caller = self._auth.agent(context)
             return agent_pb2.BatchCreateLogsResponse(
                 log_limit_exceeded=bool(caller.agent.logs_overflowed)
             )
-        items, size = prepare_batch(request.logs)
+        # The hottest call: the token is checked by the write itself.
+        caller, token_hash = self._auth.agent_for_write(context)
+        outputs, levels, size = prepare_batch(request.logs)
         exceeded = await self.log_writer.submit(
             agent_id=caller.agent.id,
             source_id=log_source_id(request.log_source_id),
-            items=items,
+            outputs=outputs,
+            levels=levels,
             size=size,
+            token_hash=token_hash,
         )
+        if exceeded is None:
+            raise self._auth.agent_token_refused(token_hash)
         return agent_pb2.BatchCreateLogsResponse(log_limit_exceeded=exceeded)
 
     # -- agent status (lifecycle, startup, metadata, stats, apps, scripts, ...) --

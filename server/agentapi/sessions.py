@@ -4,7 +4,8 @@ connection monitor writes it: ``first_connected_at`` once,
 is in contact, and set when its stream ends or it falls silent; plus
 ``last_connected_replica_id`` (this process).
 
-* ``touch(caller)`` — every agent RPC. It writes only when the row is not
+* ``touch(caller)`` — every agent RPC (or ``seen(agent_id)``, for a call
+  authenticated without re-reading the agent's row). It writes only when the row is not
   already "connected here, refreshed within the last few seconds", so an
   agent's steady stream of calls costs a dict update, not a write per call.
 * ``hold(caller)`` — around a stream the agent keeps open (``me/reinit``,
@@ -42,6 +43,8 @@ class _Session:
     last_seen: dt.datetime
     last_written: dt.datetime | None = None
     holds: int = 0
+    # When the row last said (or this process wrote) "connected here".
+    confirmed: dt.datetime | None = None
 
 
 class AgentSessions:
@@ -82,8 +85,27 @@ class AgentSessions:
         # The timer keeps running while any session is tracked (cheap check).
         self._ensure_timer()
         if self._is_fresh(agent, now):
+            with self._lock:
+                session.confirmed = as_utc(agent.last_connected_at)  # type: ignore[attr-defined]
             return
         self._write_connected(agent.id, now)
+
+    def seen(self, agent_id: uuid.UUID) -> bool:
+        """Contact from an agent whose row was not re-read for this call (it
+        was authenticated from a recent lookup). True when that is all it
+        takes: within the refresh interval this process has confirmed the
+        agent connected here (from its row, or by writing it) and has not
+        disconnected it since. False: the caller re-reads the row and calls
+        touch(), which decides about writes."""
+        now = self._clock.now()
+        with self._lock:
+            session = self._sessions.get(agent_id)
+            if session is None or session.confirmed is None:
+                return False
+            if now - session.confirmed >= self._refresh:
+                return False
+            session.last_seen = now
+        return True
 
     def _is_fresh(self, agent: object, now: dt.datetime) -> bool:
         """The row already says: connected, here, refreshed recently."""
@@ -175,7 +197,7 @@ class AgentSessions:
         with self._lock:
             session = self._sessions.get(agent_id)
             if session is not None:
-                session.last_written = now
+                session.last_written = session.confirmed = now
 
     def _write_disconnected(
         self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime

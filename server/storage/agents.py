@@ -176,6 +176,32 @@ _BY_TOKEN = Prepared(
 )
 
 
+def token_still_valid(token_hash: Any) -> sa.ColumnElement[bool]:
+    """A condition on a ``workspace_agents`` row, for writes that check the
+    caller's token in their own statement (log ingestion): the row's token
+    is `token_hash` and still authenticates. The same rules as the lookup
+    above (``_BY_TOKEN``), as one EXISTS instead of joins."""
+    workspace_ok = (
+        sa.select(sa.literal_column("1"))
+        .select_from(
+            _RESOURCES.join(_BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id).join(
+                _WORKSPACES, _WORKSPACES.c.id == _BUILDS.c.workspace_id
+            )
+        )
+        .where(
+            _RESOURCES.c.id == _AGENTS.c.resource_id,
+            ~_WORKSPACES.c.deleted,
+            _BUILDS.c.build_number == latest_build_number_subquery(),
+        )
+        .correlate_except(_RESOURCES, _BUILDS, _WORKSPACES)
+    )
+    return sa.and_(
+        _AGENTS.c.auth_token_hash == token_hash,
+        ~_AGENTS.c.deleted,
+        workspace_ok.exists(),
+    )
+
+
 def get_agent_in_workspace(conn: sa.Connection, *, agent_id: uuid.UUID) -> AgentInWorkspace | None:
     return _context(_BY_ID.first(conn, {"agent_id": agent_id}))
 

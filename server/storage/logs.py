@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -20,7 +22,8 @@ from sqlalchemy.dialects import postgresql as sa_pg
 from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlmodel import Field, SQLModel
 
-from server.storage.agents import WorkspaceAgent, bump_revision
+from server.storage.agents import WorkspaceAgent, bump_revision, token_still_valid
+from server.storage.prepared import Prepared
 from server.storage.types import required_timestamp
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
@@ -87,8 +90,19 @@ _CLAIM_BUDGET = (
 # The same claim that also queues the change notification (PostgreSQL): one
 # round trip instead of two, and no notification when nothing was claimed.
 _CLAIM_BUDGET_NOTIFY = _CLAIM_BUDGET.returning(
-    sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload"))
+    sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("payload")).label("notified")
 )
+# Both, also checking the caller's agent token in the same statement (a
+# write whose caller was authenticated from a recent lookup, not a read).
+_TOKEN_STILL_VALID = token_still_valid(sa.bindparam("token_hash"))
+# Run on the driver (Prepared): SQLAlchemy's execution machinery took half
+# of the claim's time on PostgreSQL.
+_CLAIMS = {
+    (False, False): Prepared(_CLAIM_BUDGET),
+    (True, False): Prepared(_CLAIM_BUDGET_NOTIFY),
+    (False, True): Prepared(_CLAIM_BUDGET.where(_TOKEN_STILL_VALID)),
+    (True, True): Prepared(_CLAIM_BUDGET_NOTIFY.where(_TOKEN_STILL_VALID)),
+}
 _MARK_OVERFLOWED = (
     sa.update(_AGENTS)
     .where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.logs_overflowed)
@@ -148,16 +162,20 @@ def claim_log_budget(
     n: int,
     limit: int,
     notify: tuple[str, str] | None = None,
+    token_hash: str | None = None,
 ) -> bool:
     """Adds n bytes to the agent's log total if that stays within the limit
     and the agent has not overflowed; False (and nothing changed) otherwise.
     ``notify``: (channel, payload) of a PostgreSQL notification to queue in
-    the same statement, only when the claim succeeds."""
+    the same statement, only when the claim succeeds. ``token_hash``: also
+    False unless the agent's token is this one and still authenticates."""
     params: dict[str, Any] = {"agent_id": agent_id, "n": n, "limit": limit}
-    if notify is None:
-        return conn.execute(_CLAIM_BUDGET, params).first() is not None
-    params["channel"], params["payload"] = notify
-    return conn.execute(_CLAIM_BUDGET_NOTIFY, params).first() is not None
+    if notify is not None:
+        params["channel"], params["payload"] = notify
+    if token_hash is not None:
+        params["token_hash"] = token_hash
+    claim = _CLAIMS[notify is not None, token_hash is not None]
+    return claim.first(conn, params) is not None
 
 
 def mark_logs_overflowed(conn: sa.Connection, *, agent_id: uuid.UUID) -> bool:
@@ -170,17 +188,28 @@ def get_log_state(conn: sa.Connection, *, agent_id: uuid.UUID) -> Any:
 
 
 class NewLog(NamedTuple):
-    # A NamedTuple, not a dataclass: a batch builds a hundred of these per
-    # call, and a tuple is built in a third of the time.
     output: str
     level: str
 
 
 @dataclasses.dataclass(frozen=True)
 class LogBatch:
+    """One agent's lines as two parallel sequences: the bulk inserts take
+    columns, and a batch of a hundred lines is not worth a hundred objects."""
+
     agent_id: uuid.UUID
     source_id: uuid.UUID
-    logs: Sequence[NewLog]
+    outputs: Sequence[str]
+    levels: Sequence[str]
+
+
+NUL_REPLACEMENT = "\u274c"
+
+
+def sanitize_output(output: str) -> str:
+    """Coder's rule for stored output: NUL becomes U+274C (PostgreSQL text
+    cannot hold it; SQLite stores the same, so both backends agree)."""
+    return output.replace("\x00", NUL_REPLACEMENT) if "\x00" in output else output
 
 
 def insert_logs(
@@ -192,39 +221,84 @@ def insert_logs(
     logs: Sequence[NewLog],
 ) -> None:
     """One batch, in the caller's transaction (see insert_log_batches)."""
-    insert_log_batches(conn, [LogBatch(agent_id, source_id, logs)], created_at=created_at)
+    batch = LogBatch(
+        agent_id,
+        source_id,
+        [sanitize_output(log.output) for log in logs],
+        [log.level for log in logs],
+    )
+    insert_log_batches(conn, [batch], created_at=created_at)
+
+
+_LOG_COLUMNS = "workspace_agent_logs (agent_id, created_at, output, level, log_source_id)"
+# COPY's text format: these four are the characters a value must escape
+# (NUL never reaches here: sanitize_output replaced it).
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# Rows per SQLite INSERT: 2 parameters each plus 3 shared, far below
+# SQLITE_MAX_VARIABLE_NUMBER (32766), and few distinct statements for the
+# driver's statement cache.
+_SQLITE_ROWS_PER_INSERT = 256
+
+
+@functools.lru_cache(maxsize=_SQLITE_ROWS_PER_INSERT)
+def _sqlite_insert(rows: int) -> str:
+    """One INSERT of `rows` rows of one batch: ?1 agent, ?2 time and ?3
+    source are shared, then output and level per row."""
+    values = ",".join(f"(?1,?2,?{4 + 2 * i},?{5 + 2 * i},?3)" for i in range(rows))
+    return f"INSERT INTO {_LOG_COLUMNS} VALUES {values}"  # noqa: S608 (constants only)
+
+
+def copy_text(batches: Sequence[LogBatch], *, created_at: dt.datetime) -> str:
+    """The rows of `batches` in COPY's text format, one string."""
+    stamp = created_at.astimezone(dt.UTC).isoformat()
+    parts: list[str] = []
+    for batch in batches:
+        head = f"{batch.agent_id}\t{stamp}\t"
+        source = f"\t{batch.source_id}\n"
+        outputs = batch.outputs
+        if _COPY_SPECIAL.search("".join(outputs)):
+            outputs = [output.translate(_COPY_ESCAPES) for output in outputs]
+        parts.extend(
+            f"{head}{output}\t{level}{source}"
+            for output, level in zip(outputs, batch.levels, strict=True)
+        )
+    return "".join(parts)
 
 
 def insert_log_batches(
     conn: sa.Connection, batches: Sequence[LogBatch], *, created_at: dt.datetime
 ) -> None:
     """Bulk insert of several batches (several agents) in the caller's
-    transaction, in one statement: COPY on PostgreSQL, executemany elsewhere."""
+    transaction, on the driver's connection.
+
+    * PostgreSQL: one COPY, its rows written as one block of COPY text
+      (psycopg's per-row ``write_row`` took 0.77 ms of a 100-line batch, the
+      block 0.08 ms).
+    * SQLite: one multi-row INSERT per batch (per 256 lines), values in the
+      column formats SQLAlchemy uses there (UUID as 32 hex digits, naive UTC
+      text); 1.4x as fast as ``executemany`` of the same rows.
+    """
+    driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(
-            "COPY workspace_agent_logs (agent_id, created_at, output, level, log_source_id) "
-            "FROM STDIN"
-        ) as copy:
-            for batch in batches:
-                agent_id, source_id = batch.agent_id, batch.source_id
-                for item in batch.logs:
-                    copy.write_row((agent_id, created_at, item.output, item.level, source_id))
+        with (
+            driver.cursor() as cursor,  # type: ignore[union-attr]
+            cursor.copy(f"COPY {_LOG_COLUMNS} FROM STDIN") as copy,
+        ):
+            copy.write(copy_text(batches, created_at=created_at))
         return
-    # SQLite: the driver's executemany with values already in the column
-    # formats SQLAlchemy uses there (UUID as 32 hex digits, naive UTC text),
-    # skipping per-row parameter processing on the hottest write.
     stamp = created_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    conn.exec_driver_sql(
-        "INSERT INTO workspace_agent_logs (agent_id, created_at, output, level, log_source_id)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [
-            (agent_hex, stamp, item.output, item.level, source_hex)
-            for batch in batches
-            for agent_hex, source_hex in ((batch.agent_id.hex, batch.source_id.hex),)
-            for item in batch.logs
-        ],
-    )
+    step = _SQLITE_ROWS_PER_INSERT
+    for batch in batches:
+        shared = (batch.agent_id.hex, stamp, batch.source_id.hex)
+        outputs, levels = batch.outputs, batch.levels
+        for start in range(0, len(outputs), step):
+            params = list(shared)
+            for output, level in zip(
+                outputs[start : start + step], levels[start : start + step], strict=True
+            ):
+                params += (output, level)
+            driver.execute(_sqlite_insert((len(params) - 3) // 2), params)  # type: ignore[union-attr]
 
 
 _LOGS_PAGE = (

@@ -1,4 +1,5 @@
-"""Prepared SELECTs for the lookups that start every call.
+"""Prepared statements for the lookups that start every call (and the log
+budget claim, an UPDATE ... RETURNING on the hottest write).
 
 ``Connection.execute`` spends most of a point lookup in SQLAlchemy's
 execution machinery (statement cache, execution context, result set-up),
@@ -10,7 +11,9 @@ exactly as ``conn.execute(stmt).first()`` would (tests compare the two on
 every backend). Driver errors are wrapped as SQLAlchemy's, and a dropped
 connection is invalidated, as ``Connection.execute`` does.
 
-Only for reads; an ORM ``Session`` falls back to the ordinary path.
+An ORM ``Session`` falls back to the ordinary path. A write (a DML
+statement with RETURNING) runs in the caller's transaction like any other
+statement; its rows are never memoised.
 
 ``memo=N`` keeps the decoded rows of the last N distinct records, keyed by
 the record exactly as the driver returned it: the same stored values decode
@@ -46,11 +49,19 @@ _PLANS_ATTR = "_agentplane_prepared_plans"
 
 
 class Prepared:
-    """A read-only SELECT compiled once per dialect and run on the driver."""
+    """A SELECT (or a DML statement with RETURNING) compiled once per dialect
+    and run on the driver."""
 
-    def __init__(self, statement: sa.Select[Any], *, memo: int = 0) -> None:
+    def __init__(self, statement: sa.Select[Any] | sa.UpdateBase, *, memo: int = 0) -> None:
+        if memo and not isinstance(statement, sa.Select):
+            raise ValueError("only reads may memoise their rows")
         self.statement = statement
         self._memo_size = memo
+        self._columns = (
+            statement.selected_columns
+            if isinstance(statement, sa.Select)
+            else statement.exported_columns
+        )
 
     def _plan(self, dialect: sa.Dialect) -> _Plan:
         # Plans live on the dialect (one per engine), so they go with it.
@@ -63,8 +74,8 @@ class Prepared:
         compiled = self.statement.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("prepared statements take plain binds, not expanding ones")
-        keys = list(self.statement.selected_columns.keys())
-        if len(set(keys)) != len(keys):
+        keys = list(self._columns.keys())
+        if None in keys or len(set(keys)) != len(keys):
             raise ValueError(f"duplicate column keys in a prepared statement: {keys}")
         bind = {}
         # bind_names maps every bind (named or a literal's anonymous one) to
@@ -74,7 +85,7 @@ class Prepared:
             if processor is not None:
                 bind[name] = processor
         decode = []
-        for index, column in enumerate(self.statement.selected_columns):
+        for index, column in enumerate(self._columns):
             impl = column.type.dialect_impl(dialect)
             if isinstance(impl, sa.Numeric):
                 # Their processors depend on the driver's type code, which a

@@ -315,3 +315,86 @@ def test_agents_spread_over_writer_lanes_keep_their_order(core, channel, provisi
     for ws in workspaces:
         outputs = [r.output for r in _rows(db, ws.agent("main").id)]
         assert outputs == [f"{i:02d}{half}" for i in range(15) for half in "ab"]
+
+
+def test_nul_is_stored_as_coder_stores_it_and_counted_after(db, core, channel, provision) -> None:
+    """PostgreSQL text cannot hold NUL; Coder replaces it with U+274C before
+    storing and counts the limit on what it stores. Both backends agree."""
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    assert _send(stub, ws, "a\x00b", "\x00") is False
+    rows = _rows(db, ws.agent("main").id)
+    assert [r.output for r in rows] == ["a\u274cb", "\u274c"]
+    assert _state(db, ws.agent("main").id).logs_length == len("a\u274cb\u274c".encode())
+
+
+def test_every_character_survives_the_bulk_insert(db, core, channel, provision) -> None:
+    """COPY's text format on PostgreSQL (backslash, tab, newline and CR are
+    escaped; "\\N" is its NULL) and the multi-row INSERT on SQLite store each
+    line exactly, cut at 1024 characters."""
+    ws = provision.workspace()
+    lines = [
+        "back\\slash",
+        "\\N",
+        "\\",
+        "tab\there",
+        "new\nline",
+        "cr\rlf\r\n",
+        "",
+        "ünïcødé ✓ 𝄞",
+        "\x01\x1f\x7f",
+        "x" * 2000,
+    ]
+    stub = agent_pb2_grpc.AgentStub(channel)
+    assert _send(stub, ws, *lines) is False
+    # A batch longer than one SQLite statement's rows, in order.
+    many = [f"line {i}" for i in range(700)]
+    assert _send(stub, ws, *many) is False
+    stored = [r.output for r in _rows(db, ws.agent("main").id)]
+    assert stored == [*lines[:-1], "x" * 1024, *many]
+
+
+@pytest.mark.parametrize("revoke", ["new build", "workspace deleted"])
+def test_a_token_revoked_since_the_last_lookup_is_refused_by_the_write(
+    db, core, channel, provision, revoke
+) -> None:
+    """Log batches reuse a recent token lookup; the write itself checks the
+    token, so a batch sent right after its agent's build was replaced (or
+    its workspace deleted) is refused with Coder's 401 and stores nothing."""
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    assert _send(stub, ws, "before") is False
+    before = _state(db, ws.agent("main").id).logs_length
+    if revoke == "new build":
+        provision.rebuild(ws)
+    else:
+        workspaces = sa.table("workspaces", sa.column("id"), sa.column("deleted"))
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.update(workspaces)
+                .where(workspaces.c.id == uuid.UUID(ws.workspace_id))
+                .values(deleted=True)
+            )
+    with pytest.raises(grpc.RpcError) as err:
+        _send(stub, ws, "after")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "Workspace agent not authorized." in err.value.details()
+    assert [r.output for r in _rows(db, ws.agent("main").id)] == ["before"]
+    assert _state(db, ws.agent("main").id).logs_length == before
+    # Refused again (now by the lookup), and still nothing stored.
+    with pytest.raises(grpc.RpcError) as err:
+        _send(stub, ws, "again")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert [r.output for r in _rows(db, ws.agent("main").id)] == ["before"]
+
+
+def test_over_the_limit_with_a_recent_lookup_still_overflows(core, channel, provision, db) -> None:
+    """With the token checked in the write, a refused claim is told apart:
+    a valid token over the limit is the overflow (not a 401)."""
+    ws = provision.workspace()
+    stub = agent_pb2_grpc.AgentStub(channel)
+    limit = core.settings.agent_logs_limit_bytes
+    assert _send(stub, ws, "a") is False
+    assert _send(stub, ws, "b" * limit) is True
+    assert _state(db, ws.agent("main").id).logs_overflowed
+    assert [r.output for r in _rows(db, ws.agent("main").id)] == ["a"]

@@ -32,6 +32,20 @@ def _call(channel, token: str) -> None:
     )
 
 
+def _send_logs(channel, token: str) -> None:
+    # Log batches authenticate from a recent lookup (no re-read of the row):
+    # connection status must come out the same.
+    agent_pb2_grpc.AgentStub(channel).BatchCreateLogs(
+        agent_pb2.BatchCreateLogsRequest(
+            log_source_id=bytes(16), logs=[agent_pb2.Log(output="x", level=agent_pb2.Log.INFO)]
+        ),
+        metadata=token_md(token),
+    )
+
+
+CALLS = pytest.mark.parametrize("call", [_call, _send_logs], ids=["UpdateStats", "BatchCreateLogs"])
+
+
 def _status(channel, ws) -> wpb.WorkspaceAgent:
     return (
         wpb_grpc.WorkspaceAgentsServiceStub(channel)
@@ -57,11 +71,14 @@ def test_never_connected_is_connecting_then_timeout(clock, channel, provision) -
     assert agent.health.reason == "agent is taking too long to connect"
 
 
-def test_first_call_connects_and_later_calls_refresh(db, clock, core, channel, provision) -> None:
+@CALLS
+def test_first_call_connects_and_later_calls_refresh(
+    db, clock, core, channel, provision, call
+) -> None:
     ws = provision.workspace()
     main = ws.agent("main")
     t0 = clock.advance(seconds=3)
-    _call(channel, main.auth_token)
+    call(channel, main.auth_token)
     row = _row(db, main.id)
     assert as_utc(row.first_connected_at) == t0 == as_utc(row.last_connected_at)
     assert row.disconnected_at is None
@@ -71,19 +88,22 @@ def test_first_call_connects_and_later_calls_refresh(db, clock, core, channel, p
     # Calls within the refresh interval do not write.
     refresh = core.core.sessions.refresh_interval
     clock.advance(seconds=refresh.total_seconds() - 0.001)
-    _call(channel, main.auth_token)
+    call(channel, main.auth_token)
     assert as_utc(_row(db, main.id).last_connected_at) == t0
     t1 = clock.advance(seconds=0.001)
-    _call(channel, main.auth_token)
+    call(channel, main.auth_token)
     row = _row(db, main.id)
     assert as_utc(row.last_connected_at) == t1 and as_utc(row.first_connected_at) == t0
 
 
-def test_silence_disconnects_at_the_inactivity_timeout(db, clock, core, channel, provision) -> None:
+@CALLS
+def test_silence_disconnects_at_the_inactivity_timeout(
+    db, clock, core, channel, provision, call
+) -> None:
     ws = provision.workspace()
     main = ws.agent("main")
     t0 = clock.now()
-    _call(channel, main.auth_token)
+    call(channel, main.auth_token)
     sessions = core.core.sessions
     clock.advance(seconds=30)
     sessions.sweep()
@@ -101,7 +121,7 @@ def test_silence_disconnects_at_the_inactivity_timeout(db, clock, core, channel,
     assert agent.status == "disconnected" and _at(agent, "disconnected_at") == t1
     # The next call reconnects: disconnected_at cleared, first contact kept.
     t2 = clock.advance(seconds=5)
-    _call(channel, main.auth_token)
+    call(channel, main.auth_token)
     row = _row(db, main.id)
     assert row.disconnected_at is None and as_utc(row.last_connected_at) == t2
     assert as_utc(row.first_connected_at) == t0
