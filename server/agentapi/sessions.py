@@ -96,7 +96,10 @@ class AgentSessions:
         takes: within the refresh interval this process has confirmed the
         agent connected here (from its row, or by writing it) and has not
         disconnected it since. False: the caller re-reads the row and calls
-        touch(), which decides about writes."""
+        touch(), which decides about writes. What this cannot see is another
+        replica's write (it disconnected the agent after a stream there
+        ended); the caller re-reads the row at least every second
+        (Authenticator.RECENT_AGENT_SECONDS), which bounds that staleness."""
         now = self._clock.now()
         with self._lock:
             session = self._sessions.get(agent_id)

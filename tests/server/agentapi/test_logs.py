@@ -354,19 +354,28 @@ def test_every_character_survives_the_bulk_insert(db, core, channel, provision) 
     assert stored == [*lines[:-1], "x" * 1024, *many]
 
 
-@pytest.mark.parametrize("revoke", ["new build", "workspace deleted"])
+@pytest.mark.parametrize("revoke", ["new build", "workspace deleted", "agent deleted"])
 def test_a_token_revoked_since_the_last_lookup_is_refused_by_the_write(
     db, core, channel, provision, revoke
 ) -> None:
     """Log batches reuse a recent token lookup; the write itself checks the
     token, so a batch sent right after its agent's build was replaced (or
-    its workspace deleted) is refused with Coder's 401 and stores nothing."""
+    its workspace or the agent deleted) is refused with Coder's 401 and
+    stores nothing."""
     ws = provision.workspace()
     stub = agent_pb2_grpc.AgentStub(channel)
     assert _send(stub, ws, "before") is False
     before = _state(db, ws.agent("main").id).logs_length
     if revoke == "new build":
         provision.rebuild(ws)
+    elif revoke == "agent deleted":
+        agents = agent_store.WorkspaceAgent.__table__
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.update(agents)
+                .where(agents.c.id == uuid.UUID(ws.agent("main").id))
+                .values(deleted=True)
+            )
     else:
         workspaces = sa.table("workspaces", sa.column("id"), sa.column("deleted"))
         with db.engine.begin() as conn:
