@@ -236,36 +236,28 @@ def test_websocket_follows_give_their_stream_slot_back_under_gunicorn(tmp_path: 
         key, agent_id, _token, _user = provision(server)
         url = f"ws://{server.http}/api/v2/workspaceagents/{agent_id}/logs?follow"
         for _ in range(per_session + 2):
-            follower = websocket.create_connection(
-                url, header=[f"Coder-Session-Token: {key}"], timeout=20
-            )
+            follower = _open_follow(url, key)
             assert json.loads(follower.recv()) == []
             follower.close()
-            # The server sees the close and ends the stream: wait for its
-            # slot before the next one, or the next would race the release.
-            _wait_for_free_slot(server.http, key, agent_id)
     finally:
         assert server.stop() == 0
 
 
-def _wait_for_free_slot(address: str, key: str, agent_id: str) -> None:
-    """Polls until a non-WebSocket follow attempt is no longer refused with
-    429 (it then answers 400: follow needs an upgrade or SSE)."""
-    import http.client
+def _open_follow(url: str, key: str) -> websocket.WebSocket:
+    """Opens a follow, retrying while its session is at its share (429):
+    the server ends the previous stream, and gives its slot back, only once
+    it has seen that follower's close. A slot that never came back keeps
+    answering 429 and fails here."""
     import time
 
-    host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + 20
     while True:
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        conn.request(
-            "GET",
-            f"/api/v2/workspaceagents/{agent_id}/logs?follow",
-            headers={"Coder-Session-Token": key},
-        )
-        status = conn.getresponse().status
-        conn.close()
-        if status != 429:
-            return
+        try:
+            return websocket.create_connection(
+                url, header=[f"Coder-Session-Token: {key}"], timeout=20
+            )
+        except websocket.WebSocketBadStatusException as err:
+            if err.status_code != 429:
+                raise
         assert time.monotonic() < deadline, "the stream slot never came back"
         time.sleep(0.05)
