@@ -97,52 +97,38 @@ def raw_sqlite_caller(path: str) -> Callable[[], Callable[[], None]]:
     return make
 
 
-def raw_copy_caller(dsn: str, table: str, agents: list[str]) -> Callable[[], Callable[[], None]]:
+def raw_copy_caller(
+    dsn: str, table: str, agents: list[str], *, text_block: bool = False
+) -> Callable[[], Callable[[], None]]:
+    """COPY per batch in its own transaction, rows written with ``write_row``;
+    with ``text_block`` as one block of COPY text instead (``copy.write``),
+    the way the server writes them."""
     taken = iter(range(10**9))
 
     def make() -> Callable[[], None]:
         conn = psycopg.connect(dsn)
         agent, source = uuid.UUID(agents[next(taken) % len(agents)]), uuid.uuid4()
 
-        def call() -> None:
+        def write_rows(copy: psycopg.Copy) -> None:
             now = dt.datetime.now(dt.UTC)
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    f"COPY {table} (agent_id, created_at, output, level, log_source_id) FROM STDIN"
-                ) as copy,
-            ):
-                for _ in range(LINES):
-                    copy.write_row((agent, now, LINE, "info", source))
-            conn.commit()
+            for _ in range(LINES):
+                copy.write_row((agent, now, LINE, "info", source))
 
-        return call
+        def write_block(copy: psycopg.Copy) -> None:
+            # LINE needs no COPY escaping.
+            row = f"{agent}\t{dt.datetime.now(dt.UTC).isoformat()}\t{LINE}\tinfo\t{source}\n"
+            copy.write(row * LINES)
 
-    return make
-
-
-def raw_copy_text_caller(
-    dsn: str, table: str, agents: list[str]
-) -> Callable[[], Callable[[], None]]:
-    """COPY with the rows written as one block of COPY text, as the server
-    writes them (``copy.write``), instead of ``write_row`` per row."""
-    taken = iter(range(10**9))
-
-    def make() -> Callable[[], None]:
-        conn = psycopg.connect(dsn)
-        agent, source = agents[next(taken) % len(agents)], str(uuid.uuid4())
+        write = write_block if text_block else write_rows
 
         def call() -> None:
-            now = dt.datetime.now(dt.UTC).isoformat()
-            # LINE needs no COPY escaping.
-            row = f"{agent}\t{now}\t{LINE}\tinfo\t{source}\n"
             with (
                 conn.cursor() as cur,
                 cur.copy(
                     f"COPY {table} (agent_id, created_at, output, level, log_source_id) FROM STDIN"
                 ) as copy,
             ):
-                copy.write(row * LINES)
+                write(copy)
             conn.commit()
 
         return call
@@ -308,7 +294,9 @@ def main() -> dict[str, float]:
                     run_for(
                         SECONDS,
                         workers,
-                        raw_copy_text_caller(pg_url, "raw_logs", [a["agent_id"] for a in agents]),
+                        raw_copy_caller(
+                            pg_url, "raw_logs", [a["agent_id"] for a in agents], text_block=True
+                        ),
                     ),
                 ),
                 (

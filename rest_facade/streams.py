@@ -85,10 +85,18 @@ class StreamSlots:
         finally:
             release()
 
-    @staticmethod
-    def release_when_closed(response: Response, release: Callable[[], None]) -> Response:
-        """For streamed responses: the slot is freed when the server closes
-        the response, whether or not the body was ever read."""
+    def streamed(self, build: Callable[[Callable[[], None]], Response]) -> Response:
+        """A streamed response holding a slot: ``build(release)`` makes it
+        (and may give the slot back earlier itself, e.g. when a hijacked
+        WebSocket ends). The slot is freed when the server closes the
+        response, whether or not the body was ever read, or at once if
+        building it fails."""
+        release = self.acquire()
+        try:
+            response = build(release)
+        except BaseException:
+            release()
+            raise
         response.call_on_close(release)
         return response
 

@@ -89,17 +89,6 @@ RECENT_AGENT_SECONDS = 1.0
 MAX_RECENT_AGENTS = 10_000
 
 
-def agent_not_authorized() -> Unauthenticated:
-    return Unauthenticated(
-        "Workspace agent not authorized.",
-        detail=(
-            "The agent cannot authenticate until the workspace provision job "
-            "has been completed. If the job is no longer running, this agent "
-            "is invalid."
-        ),
-    )
-
-
 class Authenticator:
     """Resolves the caller of an RPC from its metadata."""
 
@@ -175,10 +164,7 @@ class Authenticator:
             )
         )
         if found is None:
-            self._recent_agents.pop(token_hash, None)
-            if self._on_agent_refused is not None:
-                self._on_agent_refused(token_hash)
-            raise agent_not_authorized()
+            raise self.agent_token_refused(token_hash)
         if self._on_agent_seen is not None:
             self._on_agent_seen(found)
         return found
@@ -207,12 +193,20 @@ class Authenticator:
         return found, token_hash
 
     def agent_token_refused(self, token_hash: str) -> Unauthenticated:
-        """A write refused this token (see agent_for_write): forgets the
-        lookup, records the clue, and returns the error for the caller."""
+        """This token does not authenticate (the lookup found no agent, or a
+        write refused it, see agent_for_write): forgets any recent lookup,
+        records the clue, and returns the error for the caller to raise."""
         self._recent_agents.pop(token_hash, None)
         if self._on_agent_refused is not None:
             self._on_agent_refused(token_hash)
-        return agent_not_authorized()
+        return Unauthenticated(
+            "Workspace agent not authorized.",
+            detail=(
+                "The agent cannot authenticate until the workspace provision job "
+                "has been completed. If the job is no longer running, this agent "
+                "is invalid."
+            ),
+        )
 
     # -- provisioning --------------------------------------------------------
     def admin(self, context: Any) -> None:

@@ -205,14 +205,9 @@ def _get_logs(agent_id: str) -> Response:
         )
     token = session_token()
     if follow:
-        slots = stream_slots()
-        release = slots.acquire()
-        try:
-            resp = _follow(agent_id, after or 0, token, release)
-        except BaseException:
-            release()
-            raise
-        return slots.release_when_closed(resp, release)
+        return stream_slots().streamed(
+            lambda release: _follow(agent_id, after or 0, token, release)
+        )
     return _list(agent_id, after or 0, before, fmt, token)
 
 

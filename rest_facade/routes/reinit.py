@@ -51,13 +51,7 @@ def get_reinit() -> Response:
             "Invalid query parameters.",
             validations=[("wait", f'Query param "wait" must be a valid boolean: {raw!r}')],
         )
-    slots = stream_slots()
-    release = slots.acquire()
-    try:
-        return slots.release_when_closed(_reinit_stream(raw in _TRUE), release)
-    except BaseException:
-        release()
-        raise
+    return stream_slots().streamed(lambda _release: _reinit_stream(raw in _TRUE))
 
 
 def _reinit_stream(wait: bool) -> Response:

@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
@@ -50,8 +49,9 @@ _MAX_KNOWN_SOURCES = 100_000
 
 
 @dataclasses.dataclass
-class _Job(NewBatch):
-    future: asyncio.Future[bool | None] = dataclasses.field(kw_only=True)
+class _Job:
+    batch: NewBatch
+    future: asyncio.Future[bool | None]
 
 
 # Writer lanes on PostgreSQL: agents are spread over this many writers, each
@@ -80,27 +80,11 @@ class LogWriter:
     def lane_for(self, agent_id: uuid.UUID) -> _Lane:
         return self._lanes[agent_id.int % len(self._lanes)]
 
-    async def submit(
-        self,
-        *,
-        agent_id: uuid.UUID,
-        source_id: uuid.UUID,
-        outputs: Sequence[str],
-        levels: Sequence[str],
-        size: int,
-        token_hash: str | None = None,
-    ) -> bool | None:
-        """Stores one batch; True when the limit refused it, None when
-        `token_hash` was given and no longer authenticates as the agent.
-        Returns once the transaction holding it has committed."""
-        return await self.lane_for(agent_id).submit(
-            agent_id=agent_id,
-            source_id=source_id,
-            outputs=outputs,
-            levels=levels,
-            size=size,
-            token_hash=token_hash,
-        )
+    async def submit(self, batch: NewBatch) -> bool | None:
+        """Stores one batch; True when the limit refused it, None when its
+        token_hash no longer authenticates as the agent. Returns once the
+        transaction holding it has committed."""
+        return await self.lane_for(batch.agent_id).submit(batch)
 
     def close(self) -> None:
         for lane in self._lanes:
@@ -160,22 +144,11 @@ class _Lane:
                 conn.commit()
         return conn
 
-    async def submit(
-        self,
-        *,
-        agent_id: uuid.UUID,
-        source_id: uuid.UUID,
-        outputs: Sequence[str],
-        levels: Sequence[str],
-        size: int,
-        token_hash: str | None,
-    ) -> bool | None:
+    async def submit(self, batch: NewBatch) -> bool | None:
         if self._closed:
             raise Unavailable(SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
-        job = _Job(
-            agent_id, source_id, outputs, levels, size, token_hash, future=loop.create_future()
-        )
+        job = _Job(batch, loop.create_future())
         self._pending.append(job)
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_all(), name="log-writer")
@@ -192,7 +165,7 @@ class _Lane:
                 await asyncio.sleep(0)
                 group, self._pending = self._pending, []
                 # A fixed lock order (agent rows) across replicas: no deadlocks.
-                group.sort(key=lambda job: job.agent_id)
+                group.sort(key=lambda job: job.batch.agent_id)
                 now = self._clock.now()
                 if self._executor is None:
                     outcomes = self._write_group(group, now)
@@ -252,15 +225,16 @@ class _Lane:
         return write_batches(
             self._db,
             conn,
-            jobs,
+            [job.batch for job in jobs],
             now=now,
             limit_bytes=self._limit,
-            source_known=lambda job: (job.agent_id, job.source_id) in self._known,
+            source_known=lambda batch: (batch.agent_id, batch.source_id) in self._known,
         )
 
     def _remember(self, group: list[_Job], results: list[bool | BaseException | None]) -> None:
         if len(self._known) > _MAX_KNOWN_SOURCES:
             self._known.clear()
         for job, result in zip(group, results, strict=True):
-            if result is False and job.source_id == log_store.EXTERNAL_SOURCE_ID:
-                self._known.add((job.agent_id, job.source_id))
+            batch = job.batch
+            if result is False and batch.source_id == log_store.EXTERNAL_SOURCE_ID:
+                self._known.add((batch.agent_id, batch.source_id))

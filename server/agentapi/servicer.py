@@ -20,7 +20,7 @@ from server.agentapi import (
     stats,
 )
 from server.agentapi.banners import BannerSource, load_banners
-from server.agentapi.logs import log_source_id, prepare_batch
+from server.agentapi.logs import NewBatch, log_source_id, prepare_batch
 from server.agentapi.logwriter import LogWriter
 from server.agentapi.manifest import get_manifest
 from server.agentapi.writebehind import ReportBuffers
@@ -72,12 +72,14 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         caller, token_hash = self._auth.agent_for_write(context)
         outputs, levels, size = prepare_batch(request.logs)
         exceeded = await self.log_writer.submit(
-            agent_id=caller.agent.id,
-            source_id=log_source_id(request.log_source_id),
-            outputs=outputs,
-            levels=levels,
-            size=size,
-            token_hash=token_hash,
+            NewBatch(
+                caller.agent.id,
+                log_source_id(request.log_source_id),
+                outputs,
+                levels,
+                size,
+                token_hash=token_hash,
+            )
         )
         if exceeded is None:
             raise self._auth.agent_token_refused(token_hash)

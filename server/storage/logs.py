@@ -1,8 +1,8 @@
 """Agent logs and log sources: tables and queries.
 
 Log rows are the hottest write in the system, so ingestion is one
-transaction of SQLAlchemy Core statements (executemany on SQLite, COPY on
-PostgreSQL) rather than ORM objects. The per-agent byte budget is enforced by
+transaction of bulk statements on the driver (a multi-row INSERT on SQLite,
+COPY on PostgreSQL) rather than ORM objects. The per-agent byte budget is enforced by
 one conditional UPDATE of ``workspace_agents.logs_length``, so two batches
 racing for the last bytes cannot both pass.
 """
@@ -15,7 +15,7 @@ import functools
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_pg
@@ -187,11 +187,6 @@ def get_log_state(conn: sa.Connection, *, agent_id: uuid.UUID) -> Any:
     return conn.execute(_LOG_STATE, {"agent_id": agent_id}).first()
 
 
-class NewLog(NamedTuple):
-    output: str
-    level: str
-
-
 @dataclasses.dataclass(frozen=True)
 class LogBatch:
     """One agent's lines as two parallel sequences: the bulk inserts take
@@ -210,24 +205,6 @@ def sanitize_output(output: str) -> str:
     """Coder's rule for stored output: NUL becomes U+274C (PostgreSQL text
     cannot hold it; SQLite stores the same, so both backends agree)."""
     return output.replace("\x00", NUL_REPLACEMENT) if "\x00" in output else output
-
-
-def insert_logs(
-    conn: sa.Connection,
-    *,
-    agent_id: uuid.UUID,
-    source_id: uuid.UUID,
-    created_at: dt.datetime,
-    logs: Sequence[NewLog],
-) -> None:
-    """One batch, in the caller's transaction (see insert_log_batches)."""
-    batch = LogBatch(
-        agent_id,
-        source_id,
-        [sanitize_output(log.output) for log in logs],
-        [log.level for log in logs],
-    )
-    insert_log_batches(conn, [batch], created_at=created_at)
 
 
 _LOG_COLUMNS = "workspace_agent_logs (agent_id, created_at, output, level, log_source_id)"

@@ -368,22 +368,16 @@ def test_a_token_revoked_since_the_last_lookup_is_refused_by_the_write(
     before = _state(db, ws.agent("main").id).logs_length
     if revoke == "new build":
         provision.rebuild(ws)
-    elif revoke == "agent deleted":
-        agents = agent_store.WorkspaceAgent.__table__
-        with db.engine.begin() as conn:
-            conn.execute(
-                sa.update(agents)
-                .where(agents.c.id == uuid.UUID(ws.agent("main").id))
-                .values(deleted=True)
-            )
     else:
-        workspaces = sa.table("workspaces", sa.column("id"), sa.column("deleted"))
+        # Only the flag, so the write's own check is what refuses it.
+        table, row_id = (
+            ("workspace_agents", ws.agent("main").id)
+            if revoke == "agent deleted"
+            else ("workspaces", ws.workspace_id)
+        )
+        rows = sa.table(table, sa.column("id"), sa.column("deleted"))
         with db.engine.begin() as conn:
-            conn.execute(
-                sa.update(workspaces)
-                .where(workspaces.c.id == uuid.UUID(ws.workspace_id))
-                .values(deleted=True)
-            )
+            conn.execute(sa.update(rows).where(rows.c.id == uuid.UUID(row_id)).values(deleted=True))
     with pytest.raises(grpc.RpcError) as err:
         _send(stub, ws, "after")
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

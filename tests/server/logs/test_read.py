@@ -158,20 +158,27 @@ def test_overflow_marker_in_stream(channel, provision, settings) -> None:
     follower.call.cancel()
 
 
+def _store_silently(db, core, agent_id: str, outputs: list[str]) -> None:
+    """Stores lines behind the pubsub's back: no notification is sent."""
+    with db.write() as conn:
+        log_store.insert_log_batches(
+            conn,
+            [
+                log_store.LogBatch(
+                    uuid.UUID(agent_id), uuid.uuid4(), outputs, ["info"] * len(outputs)
+                )
+            ],
+            created_at=core.clock.now(),
+        )
+
+
 def test_lost_notification_is_recovered_by_repoll(channel, provision, db, core) -> None:
     ws = provision.workspace()
     agent_id = ws.agent("main").id
     follower = Follower(channel, ws.api_key, agent_id)
     assert follower.next().backlog_complete
     # Store a line behind the pubsub's back: no notification is ever sent.
-    with db.write() as conn:
-        log_store.insert_logs(
-            conn,
-            agent_id=uuid.UUID(agent_id),
-            source_id=uuid.uuid4(),
-            created_at=core.clock.now(),
-            logs=[log_store.NewLog("silent", "info")],
-        )
+    _store_silently(db, core, agent_id, ["silent"])
     # The follower's timer (log_follow_repoll_seconds) finds it.
     assert follower.outputs_until(1, timeout=core.settings.log_follow_repoll_seconds + 10) == [
         "silent"
@@ -184,14 +191,7 @@ def test_large_backlog_and_catch_up_come_in_pages(channel, provision, db, core) 
 
     ws = provision.workspace()
     agent_id = ws.agent("main").id
-    with db.write() as conn:
-        log_store.insert_logs(
-            conn,
-            agent_id=uuid.UUID(agent_id),
-            source_id=uuid.uuid4(),
-            created_at=core.clock.now(),
-            logs=[log_store.NewLog(f"l{i}", "info") for i in range(2 * PAGE_SIZE + 5)],
-        )
+    _store_silently(db, core, agent_id, [f"l{i}" for i in range(2 * PAGE_SIZE + 5)])
     follower = Follower(channel, ws.api_key, agent_id)
     sizes = []
     while True:
@@ -202,14 +202,7 @@ def test_large_backlog_and_catch_up_come_in_pages(channel, provision, db, core) 
             break
     assert sizes == [PAGE_SIZE, PAGE_SIZE, 5]
     # A burst larger than a page while following arrives whole, in order.
-    with db.write() as conn:
-        log_store.insert_logs(
-            conn,
-            agent_id=uuid.UUID(agent_id),
-            source_id=uuid.uuid4(),
-            created_at=core.clock.now(),
-            logs=[log_store.NewLog(f"m{i}", "info") for i in range(PAGE_SIZE + 3)],
-        )
+    _store_silently(db, core, agent_id, [f"m{i}" for i in range(PAGE_SIZE + 3)])
     got = follower.outputs_until(
         PAGE_SIZE + 3, timeout=core.settings.log_follow_repoll_seconds + 10
     )
