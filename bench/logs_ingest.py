@@ -170,6 +170,10 @@ def _ceiling(echo_vs_raw: float, workers: int) -> str:
     return f"; series ceiling {echo_vs_raw / (echo_vs_raw + 1):.0%}"
 
 
+def _ratio(rows: dict[str, dict[str, float]], measured: str, baseline: str) -> float:
+    return rows[measured]["rps"] / rows[baseline]["rps"]
+
+
 def echo_caller(address: str) -> Callable[[], Callable[[], None]]:
     return grpc_logs_caller(address, ["echo"])
 
@@ -230,19 +234,19 @@ def main() -> dict[str, float]:
                     "raw sqlite3 executemany (local limit)",
                 )
                 r = dict(rows)
-                results[f"grpc_vs_raw_c{workers}"] = (
-                    r["gRPC BatchCreateLogs"]["rps"]
-                    / r["raw sqlite3 executemany (local limit)"]["rps"]
+                results[f"grpc_vs_raw_c{workers}"] = _ratio(
+                    r, "gRPC BatchCreateLogs", "raw sqlite3 executemany (local limit)"
                 )
-                results[f"grpc_vs_naive_c{workers}"] = (
-                    r["gRPC BatchCreateLogs"]["rps"] / r["naive Flask + SQLite ORM handler"]["rps"]
+                results[f"grpc_vs_naive_c{workers}"] = _ratio(
+                    r, "gRPC BatchCreateLogs", "naive Flask + SQLite ORM handler"
                 )
-                results[f"rest_vs_naive_c{workers}"] = (
-                    r["REST PATCH /me/logs"]["rps"] / r["naive Flask + SQLite ORM handler"]["rps"]
+                results[f"rest_vs_naive_c{workers}"] = _ratio(
+                    r, "REST PATCH /me/logs", "naive Flask + SQLite ORM handler"
                 )
-                results[f"echo_vs_raw_c{workers}"] = (
-                    r["bare grpcio echo (ceiling of any gRPC server)"]["rps"]
-                    / r["raw sqlite3 executemany (local limit)"]["rps"]
+                results[f"echo_vs_raw_c{workers}"] = _ratio(
+                    r,
+                    "bare grpcio echo (ceiling of any gRPC server)",
+                    "raw sqlite3 executemany (local limit)",
                 )
                 print(
                     f"  gRPC/raw {results[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%"
@@ -314,16 +318,16 @@ def main() -> dict[str, float]:
                 "psycopg COPY per batch (local limit)",
             )
             r = dict(rows)
-            results[f"pg_grpc_vs_copy_c{workers}"] = (
-                r["gRPC BatchCreateLogs"]["rps"] / r["psycopg COPY per batch (local limit)"]["rps"]
+            results[f"pg_grpc_vs_copy_c{workers}"] = _ratio(
+                r, "gRPC BatchCreateLogs", "psycopg COPY per batch (local limit)"
             )
-            results[f"pg_grpc_vs_copy_text_c{workers}"] = (
-                r["gRPC BatchCreateLogs"]["rps"]
-                / r["psycopg COPY per batch, one block of text"]["rps"]
+            results[f"pg_grpc_vs_copy_text_c{workers}"] = _ratio(
+                r, "gRPC BatchCreateLogs", "psycopg COPY per batch, one block of text"
             )
-            results[f"pg_echo_vs_copy_c{workers}"] = (
-                r["bare grpcio echo (ceiling of any gRPC server)"]["rps"]
-                / r["psycopg COPY per batch (local limit)"]["rps"]
+            results[f"pg_echo_vs_copy_c{workers}"] = _ratio(
+                r,
+                "bare grpcio echo (ceiling of any gRPC server)",
+                "psycopg COPY per batch (local limit)",
             )
             print(
                 f"  gRPC/COPY {results[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%"
