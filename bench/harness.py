@@ -112,18 +112,16 @@ class AgentplaneProcess:
         self.tmp.cleanup()
 
 
-def run_for(seconds: float, workers: int, make_call: Callable[[], Callable[[], None]]) -> dict:
-    """Runs `workers` threads, each calling its own call() back to back for
-    `seconds`; returns throughput and latency percentiles."""
-    latencies: list[list[float]] = [[] for _ in range(workers)]
-    start_barrier = threading.Barrier(workers + 1)
+def _drive(seconds: float, calls: list[Callable[[], None]]) -> tuple[list[float], float]:
+    """One thread per call(), each calling it back to back for `seconds`;
+    (every call's latency, elapsed seconds)."""
+    latencies: list[list[float]] = [[] for _ in calls]
+    start_barrier = threading.Barrier(len(calls) + 1)
     stop_at = [0.0]
 
     def worker(i: int) -> None:
-        call = make_call()
-        call()  # warm the connection
+        call, out = calls[i], latencies[i]
         start_barrier.wait()
-        out = latencies[i]
         while True:
             t0 = time.perf_counter()
             if t0 >= stop_at[0]:
@@ -131,7 +129,7 @@ def run_for(seconds: float, workers: int, make_call: Callable[[], Callable[[], N
             call()
             out.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     stop_at[0] = time.perf_counter() + 1e9
@@ -140,14 +138,53 @@ def run_for(seconds: float, workers: int, make_call: Callable[[], Callable[[], N
     stop_at[0] = t_start + seconds
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - t_start
-    flat = sorted(x for lst in latencies for x in lst)
+    return [x for lst in latencies for x in lst], time.perf_counter() - t_start
+
+
+def _summary(latencies: list[float], elapsed: float) -> dict:
+    flat = sorted(latencies)
     return {
         "rps": len(flat) / elapsed,
         "p50_ms": statistics.median(flat) * 1e3 if flat else float("nan"),
         "p99_ms": flat[int(len(flat) * 0.99) - 1] * 1e3 if flat else float("nan"),
         "n": len(flat),
     }
+
+
+def _warm_calls(
+    workers: int, make_call: Callable[[], Callable[[], None]]
+) -> list[Callable[[], None]]:
+    calls = [make_call() for _ in range(workers)]
+    for call in calls:
+        call()  # warm the connection
+    return calls
+
+
+def run_for(seconds: float, workers: int, make_call: Callable[[], Callable[[], None]]) -> dict:
+    """Runs `workers` threads, each calling its own call() back to back for
+    `seconds`; returns throughput and latency percentiles."""
+    return _summary(*_drive(seconds, _warm_calls(workers, make_call)))
+
+
+def run_interleaved(
+    seconds: float,
+    workers: int,
+    contenders: list[tuple[str, Callable[[], Callable[[], None]]]],
+    rounds: int = 5,
+) -> list[tuple[str, dict]]:
+    """Like run_for for each contender, `seconds` each in all, but in
+    `rounds` slices taken in turn (A B C A B C ...), so what drifts during
+    a run on a shared machine (other load, the database's checkpoints and
+    autovacuum, a table growing) weighs on every contender alike instead of
+    on whichever ran when it happened."""
+    prepared = [(name, _warm_calls(workers, make)) for name, make in contenders]
+    taken: dict[str, tuple[list[float], float]] = {name: ([], 0.0) for name, _ in contenders}
+    for _ in range(rounds):
+        for name, calls in prepared:
+            latencies, elapsed = _drive(seconds / rounds, calls)
+            so_far, total = taken[name]
+            taken[name] = (so_far + latencies, total + elapsed)
+    return [(name, _summary(*taken[name])) for name, _ in contenders]
 
 
 def http_getter(

@@ -46,7 +46,7 @@ from bench.harness import (
     free_port,
     http_patcher,
     report,
-    run_for,
+    run_interleaved,
     wait_http,
 )
 
@@ -200,34 +200,25 @@ def main() -> dict[str, float]:
             )
             wait_http(f"http://{naive_addr}/healthz")
             for workers in (1, 4):
-                rows = [
-                    (
-                        "raw sqlite3 executemany (local limit)",
-                        run_for(SECONDS, workers, raw_sqlite_caller(raw_path)),
-                    ),
-                    (
-                        "bare grpcio echo (ceiling of any gRPC server)",
-                        run_for(SECONDS, workers, echo_caller(echo_addr)),
-                    ),
-                    (
-                        "gRPC BatchCreateLogs",
-                        run_for(SECONDS, workers, grpc_logs_caller(server.grpc, tokens)),
-                    ),
-                    (
-                        "REST PATCH /me/logs",
-                        run_for(
-                            SECONDS,
-                            workers,
+                rows = run_interleaved(
+                    SECONDS,
+                    workers,
+                    [
+                        ("raw sqlite3 executemany (local limit)", raw_sqlite_caller(raw_path)),
+                        ("bare grpcio echo (ceiling of any gRPC server)", echo_caller(echo_addr)),
+                        ("gRPC BatchCreateLogs", grpc_logs_caller(server.grpc, tokens)),
+                        (
+                            "REST PATCH /me/logs",
                             http_patcher(
                                 server.http, "/api/v2/workspaceagents/me/logs", body, tokens
                             ),
                         ),
-                    ),
-                    (
-                        "naive Flask + SQLite ORM handler",
-                        run_for(SECONDS, workers, http_patcher(naive_addr, "/logs", body, tokens)),
-                    ),
-                ]
+                        (
+                            "naive Flask + SQLite ORM handler",
+                            http_patcher(naive_addr, "/logs", body, tokens),
+                        ),
+                    ],
+                )
                 report(
                     f"100-line batches on SQLite, {workers} concurrent sender(s)",
                     rows,
@@ -284,34 +275,23 @@ def main() -> dict[str, float]:
                 " REFERENCES workspace_agents (id) ON DELETE CASCADE"
             )
         for workers in (1, 4):
-            rows = [
-                (
-                    "psycopg COPY per batch (local limit)",
-                    run_for(
-                        SECONDS,
-                        workers,
-                        raw_copy_caller(pg_url, "raw_logs", [a["agent_id"] for a in agents]),
+            agent_ids = [a["agent_id"] for a in agents]
+            rows = run_interleaved(
+                SECONDS,
+                workers,
+                [
+                    (
+                        "psycopg COPY per batch (local limit)",
+                        raw_copy_caller(pg_url, "raw_logs", agent_ids),
                     ),
-                ),
-                (
-                    "psycopg COPY per batch, one block of text",
-                    run_for(
-                        SECONDS,
-                        workers,
-                        raw_copy_caller(
-                            pg_url, "raw_logs", [a["agent_id"] for a in agents], text_block=True
-                        ),
+                    (
+                        "psycopg COPY per batch, one block of text",
+                        raw_copy_caller(pg_url, "raw_logs", agent_ids, text_block=True),
                     ),
-                ),
-                (
-                    "bare grpcio echo (ceiling of any gRPC server)",
-                    run_for(SECONDS, workers, echo_caller(echo_addr)),
-                ),
-                (
-                    "gRPC BatchCreateLogs",
-                    run_for(SECONDS, workers, grpc_logs_caller(server.grpc, tokens)),
-                ),
-            ]
+                    ("bare grpcio echo (ceiling of any gRPC server)", echo_caller(echo_addr)),
+                    ("gRPC BatchCreateLogs", grpc_logs_caller(server.grpc, tokens)),
+                ],
+            )
             report(
                 f"100-line batches on PostgreSQL, {workers} concurrent sender(s)",
                 rows,
