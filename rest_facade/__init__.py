@@ -4,17 +4,21 @@ the core over gRPC. ``create_app(settings, client=None)`` is the factory."""
 from __future__ import annotations
 
 import grpc
+from agentplane.me.v1 import me_pb2
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from rest_facade.coderjson import respond
 from rest_facade.core import CoreClient
 from rest_facade.errors import error_response, rpc_error_response
+from rest_facade.parse import session_token
 from rest_facade.streams import EXTENSION as STREAMS_EXTENSION
 from rest_facade.streams import StreamSlots
 from server.config import Settings
 
 CORE_EXTENSION = "agentplane.core"
+# Routes an agent calls with its own token.
+AGENT_ROUTES = "/api/v2/workspaceagents/me/"
 
 
 def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
@@ -40,6 +44,22 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
         if length is not None and length > settings.max_body_bytes:
             return _too_large(None)
         return None
+
+    @app.after_request
+    def _token_before_request(response: Response) -> Response:
+        """coderd checks an agent's token before a handler reads the body or
+        the query, so on a `me/...` route a 400 about those only reaches a
+        caller whose token authenticates; any other caller gets the 401.
+        Handlers parse first (most calls are valid, and the core checks the
+        token anyway), so the check is made here, on the 400s alone."""
+        if response.status_code != 400 or not request.path.startswith(AGENT_ROUTES):
+            return response
+        try:
+            core().call(core().me.WhoAmI, me_pb2.WhoAmIRequest(), token=session_token())
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return rpc_error_response(err)
+        return response
 
     @app.errorhandler(grpc.RpcError)
     def _rpc_error(err: grpc.RpcError) -> Response:

@@ -41,6 +41,12 @@ class MeServicer(me_pb2_grpc.MeServiceServicer):
         self._sessions = sessions
         self._wakeups = wakeups
 
+    async def WhoAmI(self, request: me_pb2.WhoAmIRequest, context: Any) -> Any:
+        caller = self._auth.agent(context)
+        return me_pb2.WhoAmIResponse(
+            agent_id=str(caller.agent.id), workspace_id=str(caller.workspace.id)
+        )
+
     async def GetGitSSHKey(self, request: me_pb2.GetGitSSHKeyRequest, context: Any) -> Any:
         caller = self._auth.agent(context)
         return get_git_ssh_key(self._db, caller=caller)

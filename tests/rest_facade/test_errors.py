@@ -151,3 +151,46 @@ def test_rate_limit_reason_maps_to_429() -> None:
     err = LimitExceeded("Too many requests.", reason="RATE_LIMITED")
     assert from_rpc_error(_FakeCall(to_status(err)))[0] == 429
     assert HTTP_STATUS[grpc.StatusCode.RESOURCE_EXHAUSTED] == 413
+
+
+# A bad body or query on each agent route that reads one; coderd checks the
+# caller's agent token first (its middleware), so the 400 is only for a
+# caller whose token authenticates.
+BAD_AGENT_REQUESTS = [
+    ("PATCH", "me/logs", b'{"logs": []}'),
+    ("PATCH", "me/logs", b"{nope"),
+    ("PATCH", "me/startup-logs", b'{"logs": [{"output": "x", "level": "loud"}]}'),
+    ("POST", "me/log-source", b"[]"),
+    ("POST", "me/app-health", b"[]"),
+    ("PATCH", "me/app-status", b"[]"),
+    ("POST", "me/report-stats", b"{nope"),
+    ("GET", "me/reinit?wait=maybe", None),
+    ("GET", "me/external-auth", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BAD_AGENT_REQUESTS)
+def test_agent_routes_check_the_token_before_the_request(
+    rest, provision, method, path, body
+) -> None:
+    url = f"/api/v2/workspaceagents/{path}"
+    resp = rest.open(url, method=method, data=body)
+    assert resp.status_code == 401, resp.data
+    assert resp.get_json()["message"] == 'Cookie "coder_session_token" must be provided.'
+
+    resp = rest.open(url, method=method, data=body, headers={"Coder-Session-Token": "nope"})
+    assert resp.status_code == 401, resp.data
+    assert resp.get_json()["message"] == "Workspace agent token invalid."
+
+    stale = provision.workspace()
+    token = stale.agent("main").auth_token
+    provision.rebuild(stale)  # a new build: the old token no longer authenticates
+    resp = rest.open(url, method=method, data=body, headers={"Coder-Session-Token": token})
+    assert resp.status_code == 401, resp.data
+    assert resp.get_json()["message"] == "Workspace agent not authorized."
+
+    ws = provision.workspace()
+    headers = {"Coder-Session-Token": ws.agent("main").auth_token}
+    resp = rest.open(url, method=method, data=body, headers=headers)
+    assert resp.status_code == 400, resp.data
+    assert resp.get_json()["message"]

@@ -146,3 +146,19 @@ def test_calls_survive_a_database_restart(core, channel, provision, db) -> None:
         agent_pb2.GetManifestRequest(), metadata=token_md(main.auth_token)
     )
     assert manifest.agent_id
+
+
+def test_who_am_i_names_the_calling_agent(channel, provision) -> None:
+    ws = provision.workspace()
+    stub = me_pb2_grpc.MeServiceStub(channel)
+    for name in ("main", "child"):
+        agent = ws.agent(name)
+        resp = stub.WhoAmI(me_pb2.WhoAmIRequest(), metadata=token_md(agent.auth_token))
+        assert (resp.agent_id, resp.workspace_id) == (agent.id, ws.workspace_id)
+    code, body = _err(lambda: stub.WhoAmI(me_pb2.WhoAmIRequest()))
+    assert code == grpc.StatusCode.UNAUTHENTICATED
+    assert body == {"message": 'Cookie "coder_session_token" must be provided.'}
+    code, body = _err(
+        lambda: stub.WhoAmI(me_pb2.WhoAmIRequest(), metadata=token_md(str(uuid.uuid4())))
+    )
+    assert body["message"] == "Workspace agent not authorized."

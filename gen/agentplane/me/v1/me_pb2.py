@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentplane/me/v1/me.proto\x12\x10\x61gentplane.me.v1\"\x15\n\x13GetGitSSHKeyRequest\"?\n\x14GetGitSSHKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t\"C\n\x16GetExternalAuthRequest\x12\r\n\x05match\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\x08\"\x88\x01\n\x17GetExternalAuthResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x18\n\x10token_extra_json\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x10\n\x08password\x18\x06 \x01(\t\"\"\n\x12WatchReinitRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"\x81\x01\n\x13WatchReinitResponse\x12&\n\x04ping\x18\x01 \x01(\x0b\x32\x16.agentplane.me.v1.PingH\x00\x12\x39\n\x06reinit\x18\x02 \x01(\x0b\x32\'.agentplane.me.v1.ReinitializationEventH\x00\x42\x07\n\x05\x65vent\"\x06\n\x04Ping\"O\n\x15ReinitializationEvent\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xb0\x02\n\tMeService\x12]\n\x0cGetGitSSHKey\x12%.agentplane.me.v1.GetGitSSHKeyRequest\x1a&.agentplane.me.v1.GetGitSSHKeyResponse\x12\x66\n\x0fGetExternalAuth\x12(.agentplane.me.v1.GetExternalAuthRequest\x1a).agentplane.me.v1.GetExternalAuthResponse\x12\\\n\x0bWatchReinit\x12$.agentplane.me.v1.WatchReinitRequest\x1a%.agentplane.me.v1.WatchReinitResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentplane/me/v1/me.proto\x12\x10\x61gentplane.me.v1\"\x15\n\x13GetGitSSHKeyRequest\"?\n\x14GetGitSSHKeyResponse\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t\"C\n\x16GetExternalAuthRequest\x12\r\n\x05match\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06listen\x18\x03 \x01(\x08\"\x88\x01\n\x17GetExternalAuthResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x18\n\x10token_extra_json\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x10\n\x08password\x18\x06 \x01(\t\"\"\n\x12WatchReinitRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x08\"\x81\x01\n\x13WatchReinitResponse\x12&\n\x04ping\x18\x01 \x01(\x0b\x32\x16.agentplane.me.v1.PingH\x00\x12\x39\n\x06reinit\x18\x02 \x01(\x0b\x32\'.agentplane.me.v1.ReinitializationEventH\x00\x42\x07\n\x05\x65vent\"\x06\n\x04Ping\"O\n\x15ReinitializationEvent\x12\x14\n\x0cworkspace_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x0f\n\rWhoAmIRequest\"8\n\x0eWhoAmIResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x02 \x01(\t2\xfd\x02\n\tMeService\x12]\n\x0cGetGitSSHKey\x12%.agentplane.me.v1.GetGitSSHKeyRequest\x1a&.agentplane.me.v1.GetGitSSHKeyResponse\x12\x66\n\x0fGetExternalAuth\x12(.agentplane.me.v1.GetExternalAuthRequest\x1a).agentplane.me.v1.GetExternalAuthResponse\x12\\\n\x0bWatchReinit\x12$.agentplane.me.v1.WatchReinitRequest\x1a%.agentplane.me.v1.WatchReinitResponse0\x01\x12K\n\x06WhoAmI\x12\x1f.agentplane.me.v1.WhoAmIRequest\x1a .agentplane.me.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PING']._serialized_end=517
   _globals['_REINITIALIZATIONEVENT']._serialized_start=519
   _globals['_REINITIALIZATIONEVENT']._serialized_end=598
-  _globals['_MESERVICE']._serialized_start=601
-  _globals['_MESERVICE']._serialized_end=905
+  _globals['_WHOAMIREQUEST']._serialized_start=600
+  _globals['_WHOAMIREQUEST']._serialized_end=615
+  _globals['_WHOAMIRESPONSE']._serialized_start=617
+  _globals['_WHOAMIRESPONSE']._serialized_end=673
+  _globals['_MESERVICE']._serialized_start=676
+  _globals['_MESERVICE']._serialized_end=1057
 # @@protoc_insertion_point(module_scope)

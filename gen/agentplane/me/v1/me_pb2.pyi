@@ -70,3 +70,15 @@ class ReinitializationEvent(_message.Message):
     owner_id: str
     reason: str
     def __init__(self, workspace_id: _Optional[str] = ..., owner_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("agent_id", "workspace_id")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    workspace_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., workspace_id: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,11 @@ class MeServiceStub:
                 request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.SerializeToString,
                 response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/agentplane.me.v1.MeService/WhoAmI',
+                request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class MeServiceServicer:
@@ -79,6 +84,17 @@ class MeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """The calling agent, once its token authenticates (UNAUTHENTICATED
+        otherwise). Coder checks an agent's token before a handler reads the
+        request, so the REST facade asks this before it answers a `me/...` route
+        with a 400 about the body or query: a caller without a valid token gets
+        the 401 first, as from coderd.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +112,11 @@ def add_MeServiceServicer_to_server(servicer, server):
                     servicer.WatchReinit,
                     request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.FromString,
                     response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.FromString,
+                    response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +200,33 @@ class MeService:
             '/agentplane.me.v1.MeService/WatchReinit',
             agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitRequest.SerializeToString,
             agentplane_dot_me_dot_v1_dot_me__pb2.WatchReinitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.me.v1.MeService/WhoAmI',
+            agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.SerializeToString,
+            agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
