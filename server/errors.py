@@ -145,11 +145,39 @@ def internal_status(exc: BaseException) -> grpc.Status:
     )
 
 
+DATABASE_BUSY = (
+    "agentplane's database is busy: what this call writes stayed locked by another "
+    "transaction. Try again."
+)
+
+
+def database_busy(exc: BaseException) -> bool:
+    """A statement gave up waiting for a lock (SQLite's busy timeout,
+    PostgreSQL's lock_timeout): nothing was written, and a retry may pass."""
+    orig = getattr(exc, "orig", None)  # the driver's error, wrapped by SQLAlchemy
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) == "55P03":  # PostgreSQL lock_not_available
+        return True
+    return type(orig).__module__ == "sqlite3" and str(orig).endswith("is locked")
+
+
+def _unexpected_status(exc: Exception, method: Callable[..., Any]) -> grpc.Status:
+    """The status for an exception that is not a DomainError (called while
+    it is being handled)."""
+    if database_busy(exc):
+        log.warning("%s: %s", method.__qualname__, getattr(exc, "orig", exc))
+        return to_status(Unavailable(DATABASE_BUSY))
+    log.exception("unhandled error in %s", method.__qualname__)
+    return internal_status(exc)
+
+
 def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wraps an aio servicer method so it fails only through ``context.abort``.
 
-    Domain errors become their status; anything else is logged and becomes
-    INTERNAL without leaking the exception text.
+    Domain errors become their status; a lock wait that timed out becomes
+    UNAVAILABLE (the database is busy; retry); anything else is logged and
+    becomes INTERNAL without leaking the exception text.
     """
 
     if inspect.isasyncgenfunction(method):
@@ -164,8 +192,7 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
-                log.exception("unhandled error in %s", method.__qualname__)
-                await context.abort_with_status(internal_status(exc))
+                await context.abort_with_status(_unexpected_status(exc, method))
 
         return stream_wrapper
 
@@ -178,8 +205,7 @@ def maps_errors(method: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
-            log.exception("unhandled error in %s", method.__qualname__)
-            await context.abort_with_status(internal_status(exc))
+            await context.abort_with_status(_unexpected_status(exc, method))
 
     return wrapper
 

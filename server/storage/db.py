@@ -43,6 +43,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# How long a statement waits for a lock another transaction holds before it
+# fails (the call then answers UNAVAILABLE, 503): SQLite's busy timeout and
+# PostgreSQL's lock_timeout. Unbounded, a write on the core's event loop would
+# wait as long as that other transaction lasts, and every call with it.
+LOCK_WAIT_SECONDS = 5
+
+
+def _postgres_session(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    with dbapi_conn.cursor() as cur:
+        cur.execute(f"SET lock_timeout = '{LOCK_WAIT_SECONDS}s'")
+    dbapi_conn.commit()
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
     # WAL lets readers run beside the writer; NORMAL is durable at each
@@ -51,7 +64,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={LOCK_WAIT_SECONDS * 1000}")
     cur.close()
 
 
@@ -63,13 +76,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 5},
+            connect_args={"check_same_thread": False, "timeout": LOCK_WAIT_SECONDS},
             pool_size=pool_size,
             max_overflow=pool_size,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -78,6 +91,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
         pool_timeout=10,
         connect_args={"connect_timeout": 10},
     )
+    sa.event.listen(engine, "connect", _postgres_session)
+    return engine
 
 
 def alembic_config(engine: sa.Engine | None = None) -> Config:

@@ -9,10 +9,12 @@ import uuid
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from server.clock import as_utc
+from server.errors import DATABASE_BUSY
 from server.storage.agents import LIFECYCLE_STATES, WorkspaceAgent
 from tests.conftest import token_md
 
@@ -112,3 +114,42 @@ def test_needs_an_agent_token(channel, provision) -> None:
     with pytest.raises(grpc.RpcError) as info:
         _update(channel, ws.api_key, State.READY)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_write_waiting_on_a_lock_gives_up_with_unavailable(db, channel, provision) -> None:
+    """Another transaction holds what the call writes (the agent's row on
+    PostgreSQL, the database's write lock on SQLite): the call waits for the
+    lock timeout (db.LOCK_WAIT_SECONDS), not as long as that transaction
+    lasts, then answers UNAVAILABLE with nothing written; once the lock is
+    gone the same call passes."""
+    main = provision.workspace().agent("main")
+    _update(channel, main.auth_token, State.STARTING)
+    with db.engine.connect() as locker:
+        if db.is_postgres:
+            tx = locker.begin()
+            locker.execute(
+                sa.select(WorkspaceAgent.__table__.c.id)
+                .where(WorkspaceAgent.__table__.c.id == uuid.UUID(main.id))
+                .with_for_update()
+            )
+        else:
+            locker.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(grpc.RpcError) as err:
+                agent_pb2_grpc.AgentStub(channel).UpdateLifecycle(
+                    agent_pb2.UpdateLifecycleRequest(
+                        lifecycle=agent_pb2.Lifecycle(state=State.READY)
+                    ),
+                    metadata=token_md(main.auth_token),
+                    timeout=60,
+                )
+        finally:
+            if db.is_postgres:
+                tx.rollback()
+            else:
+                locker.exec_driver_sql("ROLLBACK")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert err.value.details() == DATABASE_BUSY
+    assert _row(db, main.id).lifecycle_state == "starting"
+    _update(channel, main.auth_token, State.READY)
+    assert _row(db, main.id).lifecycle_state == "ready"
