@@ -32,6 +32,7 @@ SERVER_FLAGS = (
     ("--access-url", "public URL of the REST facade (default http://HTTP_ADDRESS)"),
     ("--core-address", "where the facade reaches the core (default unix:DATA_DIR/core.sock)"),
     ("--agent-logs-limit-bytes", "per-agent cap on stored log output (default 1048576)"),
+    ("--workspace-agent-logs-retention", "purge old builds' agent logs after (7d; 0 = never)"),
     ("--aws-instance-identity-certs", "PEM bundle of AWS IID certificates (default: shipped)"),
     ("--aws-instance-identity-max-age", "reject AWS documents launched longer ago, s (0 = off)"),
     ("--azure-instance-identity-roots", "PEM roots for Azure attested data (default: shipped)"),
@@ -69,6 +70,7 @@ async def _serve(settings: Settings) -> int:
     from server.app import create_server, mark_not_serving, mark_serving
     from server.clock import SystemClock
     from server.identity.login import load_identity_trust
+    from server.logs.retention import LogRetention
     from server.storage.db import Database, SchemaTooNew, create_engine, migrate
     from server.tailnet.derpmap import DERPConfigError, DERPMapSource, load_derp_config
 
@@ -114,6 +116,8 @@ async def _serve(settings: Settings) -> int:
     await db.pubsub.start()
     await core.server.start()
     await mark_serving(core)
+    retention = LogRetention(db, clock, retention=settings.agent_logs_retention)
+    retention.start()
     env = {**os.environ, **_settings_env(settings), "AGENTPLANE_CORE_ADDRESS": core_address}
     facade = subprocess.Popen([sys.executable, "-m", "rest_facade.serve"], env=env)
     print(
@@ -157,6 +161,7 @@ async def _serve(settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             facade.kill()
     await mark_not_serving(core)
+    await retention.stop()
     await core.server.stop(grace=5)
     core.close()
     await db.pubsub.close()

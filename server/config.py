@@ -8,7 +8,9 @@ Precedence is flags > environment (``AGENTPLANE_*``) > defaults. Every flag of
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,25 @@ DEFAULT_MAX_BODY_BYTES = 4 << 20
 
 class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
+
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
+
+
+def parse_retention(raw: str) -> dt.timedelta | None:
+    """Coder's retention durations (Go's units plus d and w: ``7d``, ``2w``,
+    ``36h``, ``1h30m``); ``0`` means no retention limit (None)."""
+    text = raw.strip()
+    if text == "0":
+        return None
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise SettingsError(f"not a duration like 7d, 2w, 36h or 0: {raw!r}")
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise SettingsError(f"a retention must be positive, or 0 for none: {raw!r}")
+    return dt.timedelta(seconds=seconds)
 
 
 def default_data_dir() -> Path:
@@ -52,6 +73,9 @@ class Settings:
     agent_logs_limit_bytes: int = 1 << 20
     # Log followers re-read on this timer too, in case a notification is lost.
     log_follow_repoll_seconds: float = 5.0
+    # Coder's --workspace-agent-logs-retention: logs of agents of older builds
+    # not connected for this long are purged (0 = never).
+    workspace_agent_logs_retention: str = "7d"
     # Cloud instance-identity login (server/identity/). Unset trust files mean
     # the shipped AWS certificates / Azure roots; no Google keys means every
     # GCP login is refused. Max age 0 = AWS pendingTime not checked.
@@ -99,6 +123,10 @@ class Settings:
             raise SettingsError("agent_logs_limit_bytes must be between 1 and 2147483647")
         if self.log_follow_repoll_seconds <= 0:
             raise SettingsError("log_follow_repoll_seconds must be positive")
+        try:
+            parse_retention(self.workspace_agent_logs_retention)
+        except SettingsError as err:
+            raise SettingsError(f"workspace_agent_logs_retention: {err}") from None
         if self.aws_instance_identity_max_age < 0:
             raise SettingsError("aws_instance_identity_max_age must be 0 (off) or positive")
         if not self.google_instance_identity_audience.strip():
@@ -110,6 +138,10 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+
+    @property
+    def agent_logs_retention(self) -> dt.timedelta | None:
+        return parse_retention(self.workspace_agent_logs_retention)
 
     @property
     def effective_database_url(self) -> str:

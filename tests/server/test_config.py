@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,34 @@ def test_bool_and_int_env() -> None:
         ({"AGENTPLANE_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"AGENTPLANE_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
         ({"AGENTPLANE_DISABLE_DIRECT_CONNECTIONS": "maybe"}, "disable_direct_connections"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "7"}, "workspace_agent_logs_retention"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "-1d"}, "workspace_agent_logs_retention"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "7x"}, "workspace_agent_logs_retention"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "0d"}, "workspace_agent_logs_retention"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "1d 2h"}, "workspace_agent_logs_retention"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
     with pytest.raises(SettingsError, match=match):
         load_settings({}, environ=env)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("7d", dt.timedelta(days=7)),
+        ("2w", dt.timedelta(weeks=2)),
+        ("36h", dt.timedelta(hours=36)),
+        ("1h30m", dt.timedelta(minutes=90)),
+        ("1.5d", dt.timedelta(hours=36)),
+        ("45s", dt.timedelta(seconds=45)),
+        ("0", None),
+    ],
+)
+def test_logs_retention_takes_coders_durations(raw: str, expected: dt.timedelta | None) -> None:
+    s = load_settings({"workspace_agent_logs_retention": raw}, environ={})
+    assert s.agent_logs_retention == expected
+
+
+def test_logs_retention_defaults_to_a_week() -> None:
+    assert load_settings({}, environ={}).agent_logs_retention == dt.timedelta(days=7)

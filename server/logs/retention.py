@@ -1,0 +1,178 @@
+"""Log retention, Coder's ``--workspace-agent-logs-retention`` (default 7d,
+0 = keep everything): the logs of an agent that is not in its workspace's
+latest build and has not connected within the period (one that never
+connected: created before it) are deleted. The latest build's logs are
+always kept.
+
+The core purges on start and then every PURGE_INTERVAL_SECONDS (Coder's
+ten minutes), on a worker thread, never on the core's loop. Rows go in
+chunks of ROWS_PER_DELETE, each its own transaction, so a log writer (on
+SQLite, the one write lock) waits at most for one chunk, never for the whole
+purge. On PostgreSQL an advisory lock lets one replica purge at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from server.clock import Clock
+from server.storage.agents import WorkspaceAgent
+from server.storage.db import Database
+from server.storage.logs import WorkspaceAgentLog
+from server.storage.workspaces import (
+    WorkspaceBuild,
+    WorkspaceResource,
+    latest_build_number_subquery,
+)
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 600.0
+ROWS_PER_DELETE = 5000
+# pg_try_advisory_lock key: "agentplane log purge".
+_ADVISORY_LOCK_KEY = 0x6C6F67707572
+
+_AGENTS = WorkspaceAgent.__table__
+_RESOURCES = WorkspaceResource.__table__
+_BUILDS = WorkspaceBuild.__table__
+_LOGS = WorkspaceAgentLog.__table__
+
+# Agents with logs whose time is up: not of their workspace's latest build,
+# last connected (or, never connected, created) before the threshold.
+_EXPIRED_AGENTS = (
+    sa.select(_AGENTS.c.id)
+    .select_from(
+        _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id).join(
+            _BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id
+        )
+    )
+    .where(
+        _BUILDS.c.build_number < latest_build_number_subquery(),
+        sa.func.coalesce(_AGENTS.c.last_connected_at, _AGENTS.c.created_at)
+        < sa.bindparam("threshold"),
+        sa.exists().where(_LOGS.c.agent_id == _AGENTS.c.id),
+    )
+)
+_DELETE_CHUNK = sa.delete(_LOGS).where(
+    _LOGS.c.id.in_(
+        sa.select(_LOGS.c.id)
+        .where(_LOGS.c.agent_id == sa.bindparam("agent_id"))
+        .order_by(_LOGS.c.id)
+        .limit(sa.bindparam("chunk"))
+    )
+)
+
+
+def purge_expired_logs(
+    db: Database,
+    *,
+    now: dt.datetime,
+    retention: dt.timedelta,
+    halted: Callable[[], bool] = lambda: False,
+    chunk: int = ROWS_PER_DELETE,
+) -> int:
+    """Deletes the expired logs; the number of rows deleted (0 when another
+    replica holds the purge). ``halted`` is asked between chunks (shutdown:
+    the rest waits for the next purge)."""
+    with db.engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            took = conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+            ).scalar()
+            conn.commit()
+            if not took:
+                return 0
+        try:
+            return _purge(conn, threshold=now - retention, halted=halted, chunk=chunk)
+        finally:
+            if postgres:
+                with contextlib.suppress(sa.exc.DBAPIError):
+                    conn.rollback()
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+                    )
+                    conn.commit()
+
+
+def _purge(
+    conn: sa.Connection, *, threshold: dt.datetime, halted: Callable[[], bool], chunk: int
+) -> int:
+    agents: list[uuid.UUID] = list(
+        conn.execute(_EXPIRED_AGENTS, {"threshold": threshold}).scalars()
+    )
+    conn.commit()
+    deleted = 0
+    for agent_id in agents:
+        while not halted():
+            with conn.begin():
+                count = conn.execute(_DELETE_CHUNK, {"agent_id": agent_id, "chunk": chunk}).rowcount
+            deleted += count
+            if count < chunk:
+                break
+    return deleted
+
+
+class LogRetention:
+    """The core's periodic purge (started and stopped on its loop)."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        retention: dt.timedelta | None,
+        interval: float = PURGE_INTERVAL_SECONDS,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._retention = retention
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._halt = threading.Event()  # seen by the purge between chunks
+        # Rows deleted by the last purge; purges done, and an event set after
+        # each (for whoever waits for one: tests).
+        self.last_deleted = 0
+        self.purges = 0
+        self.purged = asyncio.Event()
+
+    def start(self) -> None:
+        if self._retention is None or self._task is not None:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="log-retention")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._halt.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        assert self._retention is not None
+        while not self._stop.is_set():
+            try:
+                self.last_deleted = await asyncio.to_thread(
+                    purge_expired_logs,
+                    self._db,
+                    now=self._clock.now(),
+                    retention=self._retention,
+                    halted=self._halt.is_set,
+                )
+            except Exception:  # a database outage: try again next time
+                log.exception("purging expired agent logs failed")
+            else:
+                if self.last_deleted:
+                    log.info("purged %d expired agent log lines", self.last_deleted)
+            self.purges += 1
+            self.purged.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
