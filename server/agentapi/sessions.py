@@ -148,7 +148,7 @@ class AgentSessions:
                     if last and stream:
                         del self._sessions[agent_id]
             if last and stream:
-                self._write_disconnected(agent_id, seen_until=now, now=now)
+                self._disconnect(agent_id, seen_until=now, now=now)
 
     # -- the timer ---------------------------------------------------------------
     def sweep(self) -> None:
@@ -164,10 +164,15 @@ class AgentSessions:
                 elif now - session.last_seen > self._inactive:
                     silent.append((agent_id, session.last_seen))
                     del self._sessions[agent_id]
+        # One agent's failed write (its row locked past the lock timeout, the
+        # database away) does not cost the others theirs.
         for agent_id in refresh:
-            self._write_connected(agent_id, now)
+            try:
+                self._write_connected(agent_id, now)
+            except Exception:
+                log.warning("could not refresh agent %s as connected", agent_id, exc_info=True)
         for agent_id, last_seen in silent:
-            self._write_disconnected(agent_id, seen_until=last_seen, now=now)
+            self._disconnect(agent_id, seen_until=last_seen, now=now)
 
     def _ensure_timer(self) -> None:
         if self._timer is not None:
@@ -201,6 +206,24 @@ class AgentSessions:
             session = self._sessions.get(agent_id)
             if session is not None:
                 session.last_written = session.confirmed = now
+
+    def _disconnect(
+        self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
+    ) -> None:
+        """Records the disconnection; when that write fails, the agent is
+        tracked again as seen at `seen_until`, so a later sweep retries it
+        (its session is already gone: nothing else would)."""
+        try:
+            self._write_disconnected(agent_id, seen_until=seen_until, now=now)
+        except Exception:
+            log.warning(
+                "could not record agent %s as disconnected; a later sweep retries",
+                agent_id,
+                exc_info=True,
+            )
+            with self._lock:
+                self._sessions.setdefault(agent_id, _Session(last_seen=seen_until))
+            self._ensure_timer()
 
     def _write_disconnected(
         self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
