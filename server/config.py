@@ -31,7 +31,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
 
 def parse_retention(raw: str) -> dt.timedelta | None:
     """Coder's retention durations (Go's units plus d and w: ``7d``, ``2w``,
-    ``36h``, ``1h30m``); ``0`` means no retention limit (None)."""
+    ``36h``, ``1h30m``); zero (``0``, ``0d``) means no retention limit (None)."""
     text = raw.strip()
     if text == "0":
         return None
@@ -39,9 +39,7 @@ def parse_retention(raw: str) -> dt.timedelta | None:
     if not parts or "".join(number + unit for number, unit in parts) != text:
         raise SettingsError(f"not a duration like 7d, 2w, 36h or 0: {raw!r}")
     seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
-    if seconds <= 0:
-        raise SettingsError(f"a retention must be positive, or 0 for none: {raw!r}")
-    return dt.timedelta(seconds=seconds)
+    return dt.timedelta(seconds=seconds) if seconds else None
 
 
 def default_data_dir() -> Path:

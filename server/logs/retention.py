@@ -5,10 +5,11 @@ connected: created before it) are deleted. The latest build's logs are
 always kept.
 
 The core purges on start and then every PURGE_INTERVAL_SECONDS (Coder's
-ten minutes), on a worker thread, never on the core's loop. Rows go in
-chunks of ROWS_PER_DELETE, each its own transaction, so a log writer (on
-SQLite, the one write lock) waits at most for one chunk, never for the whole
-purge. On PostgreSQL an advisory lock lets one replica purge at a time.
+ten minutes), in chunks, each its own transaction, so no writer waits for
+the whole purge. On PostgreSQL the purge runs on a worker thread (deleting
+old rows locks nothing a writer needs) and an advisory lock lets one replica
+purge at a time; on SQLite, whose one write lock every writer needs, it runs
+on the core's loop between the other writes (see _purge_on_loop).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 600.0
 ROWS_PER_DELETE = 5000
+# On SQLite the purge runs on the core's loop: steps short enough not to be
+# felt there.
+SQLITE_ROWS_PER_STEP = 500
 # pg_try_advisory_lock key: "agentplane log purge".
 _ADVISORY_LOCK_KEY = 0x6C6F67707572
 
@@ -71,6 +75,49 @@ _DELETE_CHUNK = sa.delete(_LOGS).where(
 )
 
 
+def purge_steps(conn: sa.Connection, *, threshold: dt.datetime, chunk: int) -> Iterator[int]:
+    """The purge of logs expired at `threshold`, one committed chunk per step
+    (yields the rows it deleted); the caller decides what runs in between."""
+    agents: list[uuid.UUID] = list(
+        conn.execute(_EXPIRED_AGENTS, {"threshold": threshold}).scalars()
+    )
+    conn.commit()
+    for agent_id in agents:
+        while True:
+            with conn.begin():
+                count = conn.execute(_DELETE_CHUNK, {"agent_id": agent_id, "chunk": chunk}).rowcount
+            yield count
+            if count < chunk:
+                break
+
+
+@contextlib.contextmanager
+def purge_connection(db: Database) -> Iterator[sa.Connection | None]:
+    """A connection to purge on; None when another replica is purging (on
+    PostgreSQL an advisory lock, held for the block, lets one at a time)."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            yield conn
+            return
+        took = conn.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+        ).scalar()
+        conn.commit()
+        if not took:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            # If this fails the connection is gone, and the lock with it.
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.rollback()
+                conn.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+                )
+                conn.commit()
+
+
 def purge_expired_logs(
     db: Database,
     *,
@@ -79,44 +126,16 @@ def purge_expired_logs(
     halted: Callable[[], bool] = lambda: False,
     chunk: int = ROWS_PER_DELETE,
 ) -> int:
-    """Deletes the expired logs; the number of rows deleted (0 when another
-    replica holds the purge). ``halted`` is asked between chunks (shutdown:
-    the rest waits for the next purge)."""
-    with db.engine.connect() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:
-            took = conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
-            ).scalar()
-            conn.commit()
-            if not took:
-                return 0
-        try:
-            return _purge(conn, threshold=now - retention, halted=halted, chunk=chunk)
-        finally:
-            if postgres:
-                with contextlib.suppress(sa.exc.DBAPIError):
-                    conn.rollback()
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY}
-                    )
-                    conn.commit()
-
-
-def _purge(
-    conn: sa.Connection, *, threshold: dt.datetime, halted: Callable[[], bool], chunk: int
-) -> int:
-    agents: list[uuid.UUID] = list(
-        conn.execute(_EXPIRED_AGENTS, {"threshold": threshold}).scalars()
-    )
-    conn.commit()
+    """The whole purge on this thread; the rows deleted (0 when another
+    replica is purging). ``halted`` is asked after each chunk (shutdown: the
+    rest waits for the next purge)."""
     deleted = 0
-    for agent_id in agents:
-        while not halted():
-            with conn.begin():
-                count = conn.execute(_DELETE_CHUNK, {"agent_id": agent_id, "chunk": chunk}).rowcount
+    with purge_connection(db) as conn:
+        if conn is None:
+            return 0
+        for count in purge_steps(conn, threshold=now - retention, chunk=chunk):
             deleted += count
-            if count < chunk:
+            if halted():
                 break
     return deleted
 
@@ -160,13 +179,16 @@ class LogRetention:
         assert self._retention is not None
         while not self._stop.is_set():
             try:
-                self.last_deleted = await asyncio.to_thread(
-                    purge_expired_logs,
-                    self._db,
-                    now=self._clock.now(),
-                    retention=self._retention,
-                    halted=self._halt.is_set,
-                )
+                if self._db.is_postgres:
+                    self.last_deleted = await asyncio.to_thread(
+                        purge_expired_logs,
+                        self._db,
+                        now=self._clock.now(),
+                        retention=self._retention,
+                        halted=self._halt.is_set,
+                    )
+                else:
+                    self.last_deleted = await self._purge_on_loop(self._clock.now())
             except Exception:  # a database outage: try again next time
                 log.exception("purging expired agent logs failed")
             else:
@@ -176,3 +198,20 @@ class LogRetention:
             self.purged.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
+
+    async def _purge_on_loop(self, now: dt.datetime) -> int:
+        """SQLite: the core writes on its loop, so the purge does too, a small
+        chunk at a time with a turn of the loop in between; no writer ever
+        waits on SQLite's lock for it. (From a thread, writers polled the lock
+        past the short gaps between chunks: about 100 ms each, measured.)"""
+        assert self._retention is not None
+        deleted = 0
+        with purge_connection(self._db) as conn:
+            assert conn is not None
+            steps = purge_steps(conn, threshold=now - self._retention, chunk=SQLITE_ROWS_PER_STEP)
+            for count in steps:
+                deleted += count
+                if self._halt.is_set():
+                    break
+                await asyncio.sleep(0)
+        return deleted

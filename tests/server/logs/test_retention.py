@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import uuid
 
 import pytest
@@ -69,13 +70,10 @@ def test_purge_deletes_only_expired_agents_logs(channel, provision, db, core, cl
 
 def test_a_halted_purge_stops_between_chunks(channel, provision, db, core, clock) -> None:
     keeps, purged = _expired_setup(channel, provision, db, core, clock)
-    asked: list[int] = []
-
-    def halted() -> bool:
-        asked.append(1)
-        return len(asked) > 1
-
-    assert purge_expired_logs(db, now=clock.now(), retention=WEEK, halted=halted, chunk=5) == 5
+    # Asked after each chunk; the first answer stops it.
+    assert (
+        purge_expired_logs(db, now=clock.now(), retention=WEEK, halted=lambda: True, chunk=5) == 5
+    )
     # The rest goes with the next purge.
     assert purge_expired_logs(db, now=clock.now(), retention=WEEK) == purged - 5
     assert {agent_id: _count(db, agent_id) for agent_id in keeps} == keeps
@@ -113,3 +111,45 @@ def test_the_core_purges_on_start_and_stops(channel, provision, db, core, clock)
 
     asyncio.run(run())
     assert {agent_id: _count(db, agent_id) for agent_id in keeps} == keeps
+
+
+def test_on_sqlite_the_purge_takes_turns_with_the_loop(
+    channel, provision, db, core, clock, monkeypatch
+) -> None:
+    """SQLite's writers run on the core's loop, so the purge runs there too,
+    a chunk per turn: between two chunks, everything else on the loop runs."""
+    if db.is_postgres:
+        pytest.skip("PostgreSQL purges on a worker thread")
+    from server.logs import retention as retention_module
+
+    _keeps, purged = _expired_setup(channel, provision, db, core, clock)
+    events: list[str] = []
+    steps = retention_module.purge_steps
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for count in steps(*args, **kwargs):
+            events.append("chunk")
+            yield count
+
+    monkeypatch.setattr(retention_module, "purge_steps", recorded)
+    monkeypatch.setattr(retention_module, "SQLITE_ROWS_PER_STEP", 5)
+
+    async def run() -> None:
+        retention = LogRetention(db, clock, retention=WEEK, interval=3600)
+
+        async def other_work() -> None:
+            while not retention.purged.is_set():
+                events.append("other")
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_work())
+        retention.start()
+        await asyncio.wait_for(retention.purged.wait(), 30)
+        await other
+        await retention.stop()
+        assert retention.last_deleted == purged
+
+    asyncio.run(run())
+    chunks = [i for i, event in enumerate(events) if event == "chunk"]
+    assert len(chunks) >= purged // 5
+    assert all(b - a > 1 for a, b in itertools.pairwise(chunks))
