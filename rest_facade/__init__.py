@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from rest_facade.coderjson import respond
-from rest_facade.core import CoreClient
+from rest_facade.core import CoreClient, token_metadata
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import session_token
 from rest_facade.streams import EXTENSION as STREAMS_EXTENSION
@@ -19,6 +19,7 @@ from server.config import Settings
 CORE_EXTENSION = "agentplane.core"
 # Routes an agent calls with its own token.
 AGENT_ROUTES = "/api/v2/workspaceagents/me/"
+WHO_AM_I_TIMEOUT_SECONDS = 5.0
 
 
 def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
@@ -55,10 +56,16 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
         if response.status_code != 400 or not request.path.startswith(AGENT_ROUTES):
             return response
         try:
-            core().call(core().me.WhoAmI, me_pb2.WhoAmIRequest(), token=session_token())
+            # Short: a 400 that needs no core must not wait long on a stuck one.
+            core().me.WhoAmI(
+                me_pb2.WhoAmIRequest(),
+                metadata=token_metadata(session_token()),
+                timeout=WHO_AM_I_TIMEOUT_SECONDS,
+            )
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNAUTHENTICATED:
                 return rpc_error_response(err)
+        # Authenticated, or the core cannot say (down, slow): the 400 stands.
         return response
 
     @app.errorhandler(grpc.RpcError)

@@ -4,6 +4,7 @@ through as ``coder-session-token`` metadata."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +21,22 @@ T = TypeVar("T")
 # Unary calls answer in milliseconds; the deadline only bounds a stuck core.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SESSION_TOKEN_METADATA = "coder-session-token"
+# What a gRPC metadata value may hold: printable ASCII.
+_NOT_METADATA = re.compile(r"[^\x20-\x7e]")
+
+
+def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The caller's token as the core reads it. A token with characters gRPC
+    metadata cannot carry (non-ASCII, control characters: possible in a
+    cookie, a query parameter or a latin-1 header) goes with those replaced
+    by "?", the same length: no valid token has them, so the core refuses it
+    with the same 401 as any malformed token (grpc would otherwise fail the
+    call before sending it: a 500)."""
+    if not token:
+        return ()
+    if not (token.isascii() and token.isprintable()):
+        token = _NOT_METADATA.sub("?", token)
+    return ((SESSION_TOKEN_METADATA, token),)
 
 
 class CoreClient:
@@ -67,8 +84,7 @@ class CoreClient:
         return self._stub(identity_pb2_grpc.InstanceIdentityServiceStub)
 
     def call(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
-        metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
-        return method(request, metadata=metadata, timeout=self.timeout)
+        return method(request, metadata=token_metadata(token), timeout=self.timeout)
 
     def close(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 
 from rest_facade import core
 from rest_facade.coderjson import respond
-from rest_facade.core import SESSION_TOKEN_METADATA
+from rest_facade.core import token_metadata
 from rest_facade.parse import session_token
 from rest_facade.streams import stream_slots
 
@@ -51,7 +51,7 @@ def _external_auth() -> Response:
     token = session_token()
     if listen:
         settings = current_app.extensions["agentplane.settings"]
-        metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
+        metadata = token_metadata(token)
         with stream_slots().held():
             resp = client.me.GetExternalAuth(
                 req,

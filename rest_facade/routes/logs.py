@@ -26,6 +26,7 @@ from google.protobuf import timestamp_pb2
 
 from rest_facade import core
 from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
+from rest_facade.core import token_metadata
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
 from rest_facade.streams import stream_slots
@@ -337,7 +338,7 @@ def _follow(agent_id: str, after: int, token: str | None, release: Callable[[], 
     client = core()
     call = client.logs.WatchWorkspaceAgentLogs(
         logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=agent_id, after=after),
-        metadata=(("coder-session-token", token),) if token else (),
+        metadata=token_metadata(token),
     )
     pump = _Pump(call)
     # Errors (auth, 404, bad id) arrive before the first message: answer them

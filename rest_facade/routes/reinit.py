@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 
 from rest_facade import core
 from rest_facade.coderjson import dumps
-from rest_facade.core import SESSION_TOKEN_METADATA
+from rest_facade.core import token_metadata
 from rest_facade.errors import error_response, from_rpc_error
 from rest_facade.parse import session_token
 from rest_facade.streams import stream_slots
@@ -56,7 +56,7 @@ def get_reinit() -> Response:
 
 def _reinit_stream(wait: bool) -> Response:
     token = session_token()
-    metadata = ((SESSION_TOKEN_METADATA, token),) if token else ()
+    metadata = token_metadata(token)
     # No deadline: the stream lives as long as the agent keeps it open.
     call = core().me.WatchReinit(me_pb2.WatchReinitRequest(wait=wait), metadata=metadata)
     try:

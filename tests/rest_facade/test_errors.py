@@ -165,7 +165,6 @@ BAD_AGENT_REQUESTS = [
     ("PATCH", "me/app-status", b"[]"),
     ("POST", "me/report-stats", b"{nope"),
     ("GET", "me/reinit?wait=maybe", None),
-    ("GET", "me/external-auth", None),
 ]
 
 
@@ -194,3 +193,24 @@ def test_agent_routes_check_the_token_before_the_request(
     resp = rest.open(url, method=method, data=body, headers=headers)
     assert resp.status_code == 400, resp.data
     assert resp.get_json()["message"]
+
+
+@pytest.mark.parametrize("token", ["caf\u00e9", "a\x01b", "tab\there"])
+def test_tokens_grpc_metadata_cannot_carry_are_401_not_500(rest, provision, token) -> None:
+    """Non-ASCII or control characters (a latin-1 header, a cookie, a query
+    parameter) are a malformed token like any other, on every route."""
+    ws = provision.workspace()
+    headers = {"Coder-Session-Token": token}
+    resp = rest.get("/api/v2/workspaceagents/me/manifest", headers=headers)
+    assert resp.status_code == 401, resp.data
+    assert resp.get_json()["message"] == "Workspace agent token invalid."
+    resp = rest.patch("/api/v2/workspaceagents/me/logs", data=b'{"logs": []}', headers=headers)
+    assert resp.status_code == 401, resp.data
+    resp = rest.get(f"/api/v2/workspaceagents/{ws.agent('main').id}", headers=headers)
+    assert resp.status_code == 401, resp.data
+    assert resp.get_json()["message"].startswith("You are signed out")
+    resp = rest.get(
+        f"/api/v2/workspaceagents/{ws.agent('main').id}/logs",
+        query_string={"coder_session_token": token},
+    )
+    assert resp.status_code == 401, resp.data
