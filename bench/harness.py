@@ -119,15 +119,20 @@ def _drive(seconds: float, calls: list[Callable[[], None]]) -> tuple[list[float]
     start_barrier = threading.Barrier(len(calls) + 1)
     stop_at = [0.0]
 
+    failures: list[BaseException] = []
+
     def worker(i: int) -> None:
         call, out = calls[i], latencies[i]
         start_barrier.wait()
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= stop_at[0]:
-                return
-            call()
-            out.append(time.perf_counter() - t0)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at[0]:
+                    return
+                call()
+                out.append(time.perf_counter() - t0)
+        except BaseException as err:  # reported below: a failed call fails the run
+            failures.append(err)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
     for t in threads:
@@ -138,6 +143,8 @@ def _drive(seconds: float, calls: list[Callable[[], None]]) -> tuple[list[float]
     stop_at[0] = t_start + seconds
     for t in threads:
         t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(calls)} workers failed") from failures[0]
     return [x for lst in latencies for x in lst], time.perf_counter() - t_start
 
 
@@ -187,24 +194,36 @@ def run_interleaved(
     return [(name, _summary(*taken[name])) for name, _ in contenders]
 
 
+def _http_caller(
+    address: str, method: str, path: str, body: str | None, headers: dict[str, str]
+) -> Callable[[], None]:
+    """One keep-alive connection; when the server closed it while it sat idle
+    (gunicorn after 5 s, e.g. while other contenders of run_interleaved take
+    their turn), the call reconnects once and sends again."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+
+    def send() -> None:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
+
+    def call() -> None:
+        try:
+            send()
+        except ConnectionError:  # reset, broken pipe, closed by the server
+            conn.close()
+            send()
+
+    return call
+
+
 def http_getter(
     address: str, path: str, headers: dict[str, str]
 ) -> Callable[[], Callable[[], None]]:
-    host, port = address.rsplit(":", 1)
-
-    def make() -> Callable[[], None]:
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-
-        def call() -> None:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"GET {path}: {resp.status} {body[:200]!r}")
-
-        return call
-
-    return make
+    return lambda: _http_caller(address, "GET", path, None, headers)
 
 
 def report(title: str, rows: list[tuple[str, dict]], baseline: str) -> None:
@@ -220,23 +239,13 @@ def report(title: str, rows: list[tuple[str, dict]], baseline: str) -> None:
 def http_patcher(
     address: str, path: str, body: str, tokens: list[str]
 ) -> Callable[[], Callable[[], None]]:
-    host, port = address.rsplit(":", 1)
     taken = iter(range(10**9))
 
     def make() -> Callable[[], None]:
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
         headers = {
             "Coder-Session-Token": tokens[next(taken) % len(tokens)],
             "Content-Type": "application/json",
         }
-
-        def call() -> None:
-            conn.request("PATCH", path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"PATCH {path}: {resp.status} {data[:200]!r}")
-
-        return call
+        return _http_caller(address, "PATCH", path, body, headers)
 
     return make
