@@ -8,6 +8,7 @@ reason, except under ``CI=true`` where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -258,6 +259,31 @@ def provision(channel: grpc.Channel) -> Provisioner:
 
 def token_md(token: str) -> tuple[tuple[str, str], ...]:
     return (("coder-session-token", token),)
+
+
+@contextlib.contextmanager
+def write_locked(db: Database, agent_id: str) -> Iterator[None]:
+    """Another transaction holds what a write of the agent's row needs (the
+    row itself on PostgreSQL, the database's write lock on SQLite) for the
+    block."""
+    from server.storage.agents import WorkspaceAgent
+
+    agents = WorkspaceAgent.__table__
+    with db.engine.connect() as locker:
+        if db.is_postgres:
+            locker.begin()
+            locker.execute(
+                sa.select(agents.c.id).where(agents.c.id == uuid.UUID(agent_id)).with_for_update()
+            )
+        else:
+            locker.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            if db.is_postgres:
+                locker.rollback()
+            else:
+                locker.exec_driver_sql("ROLLBACK")
 
 
 @pytest.fixture

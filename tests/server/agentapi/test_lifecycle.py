@@ -9,14 +9,13 @@ import uuid
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 from google.protobuf import timestamp_pb2
 
 from server.clock import as_utc
 from server.errors import DATABASE_BUSY
 from server.storage.agents import LIFECYCLE_STATES, WorkspaceAgent
-from tests.conftest import token_md
+from tests.conftest import token_md, write_locked
 
 State = agent_pb2.Lifecycle.State
 
@@ -124,30 +123,12 @@ def test_a_write_waiting_on_a_lock_gives_up_with_unavailable(db, channel, provis
     gone the same call passes."""
     main = provision.workspace().agent("main")
     _update(channel, main.auth_token, State.STARTING)
-    with db.engine.connect() as locker:
-        if db.is_postgres:
-            tx = locker.begin()
-            locker.execute(
-                sa.select(WorkspaceAgent.__table__.c.id)
-                .where(WorkspaceAgent.__table__.c.id == uuid.UUID(main.id))
-                .with_for_update()
-            )
-        else:
-            locker.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            with pytest.raises(grpc.RpcError) as err:
-                agent_pb2_grpc.AgentStub(channel).UpdateLifecycle(
-                    agent_pb2.UpdateLifecycleRequest(
-                        lifecycle=agent_pb2.Lifecycle(state=State.READY)
-                    ),
-                    metadata=token_md(main.auth_token),
-                    timeout=60,
-                )
-        finally:
-            if db.is_postgres:
-                tx.rollback()
-            else:
-                locker.exec_driver_sql("ROLLBACK")
+    with write_locked(db, main.id), pytest.raises(grpc.RpcError) as err:
+        agent_pb2_grpc.AgentStub(channel).UpdateLifecycle(
+            agent_pb2.UpdateLifecycleRequest(lifecycle=agent_pb2.Lifecycle(state=State.READY)),
+            metadata=token_md(main.auth_token),
+            timeout=60,
+        )
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert err.value.details() == DATABASE_BUSY
     assert _row(db, main.id).lifecycle_state == "starting"

@@ -14,7 +14,7 @@ from server.errors import InvalidArgument
 from server.storage import agents as agent_store
 from server.storage import logs as log_store
 from server.storage.logs import EXTERNAL_SOURCE_ID, WorkspaceAgentLog
-from tests.conftest import token_md
+from tests.conftest import token_md, write_locked
 
 L = agent_pb2.Log.Level
 
@@ -263,24 +263,17 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
     stub = agent_pb2_grpc.AgentStub(channel)
     # The agent's first contact is recorded at once; later ones behind the call.
     assert _send(stub, ws, "first") is False
-    agents = agent_store.WorkspaceAgent.__table__
-    with db.engine.connect() as locker, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        tx = locker.begin()
-        locker.execute(
-            sa.select(agents.c.id)
-            .where(agents.c.id == uuid.UUID(ws.agent("main").id))
-            .with_for_update()
-        )
-        pending = pool.submit(_send, stub, ws, "waits for the lock")
-        # The batch now waits on the lock; an unrelated call still answers.
-        reply = wa_grpc.WorkspaceAgentsServiceStub(channel).GetWorkspaceAgent(
-            wa_pb.GetWorkspaceAgentRequest(id=ws.agent("main").id),
-            metadata=token_md(ws.api_key),
-            timeout=5,
-        )
-        assert reply.agent.id == ws.agent("main").id
-        assert not pending.done()
-        tx.rollback()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with write_locked(db, ws.agent("main").id):
+            pending = pool.submit(_send, stub, ws, "waits for the lock")
+            # The batch now waits on the lock; an unrelated call still answers.
+            reply = wa_grpc.WorkspaceAgentsServiceStub(channel).GetWorkspaceAgent(
+                wa_pb.GetWorkspaceAgentRequest(id=ws.agent("main").id),
+                metadata=token_md(ws.api_key),
+                timeout=5,
+            )
+            assert reply.agent.id == ws.agent("main").id
+            assert not pending.done()
         assert pending.result(timeout=30) is False
     assert [r.output for r in _rows(db, ws.agent("main").id)] == ["first", "waits for the lock"]
     # The lane does not wait on a locked agent row for long while holding

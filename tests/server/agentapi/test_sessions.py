@@ -5,13 +5,11 @@ timestamps at every boundary, with the injected clock."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as wpb
 from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc as wpb_grpc
@@ -19,7 +17,7 @@ from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 
 from server.clock import as_utc
 from server.storage.agents import WorkspaceAgent
-from tests.conftest import token_md
+from tests.conftest import token_md, write_locked
 from tests.rest_facade._live import wait_until
 
 
@@ -167,25 +165,6 @@ def test_refused_tokens_do_not_connect(db, channel, provision) -> None:
     assert _row(db, old.id).first_connected_at is None
 
 
-@contextlib.contextmanager
-def _write_locked(db, agent_id: str):
-    """Another transaction holds what a status write needs (the agent's row
-    on PostgreSQL, the database's write lock on SQLite)."""
-    with db.engine.connect() as locker:
-        if db.is_postgres:
-            locker.begin()
-            agents = WorkspaceAgent.__table__
-            locker.execute(
-                sa.select(agents.c.id).where(agents.c.id == uuid.UUID(agent_id)).with_for_update()
-            )
-        else:
-            locker.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            locker.rollback() if db.is_postgres else locker.exec_driver_sql("ROLLBACK")
-
-
 def test_a_disconnect_that_cannot_be_written_is_retried(db, clock, provision) -> None:
     """The end of a stream writes the disconnection; when the write fails
     (here: a lock held past the lock timeout), the agent is tracked again
@@ -198,7 +177,7 @@ def test_a_disconnect_that_cannot_be_written_is_retried(db, clock, provision) ->
     with db.read() as conn:
         caller = agent_store.get_agent_in_workspace(conn, agent_id=uuid.UUID(main.id))
     sessions.touch(caller)
-    with _write_locked(db, main.id), sessions.hold(caller):
+    with write_locked(db, main.id), sessions.hold(caller):
         pass
     assert _row(db, main.id).disconnected_at is None
     assert sessions.active_count() == 1
