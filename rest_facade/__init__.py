@@ -9,7 +9,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from rest_facade.coderjson import respond
-from rest_facade.core import CoreClient, token_metadata
+from rest_facade.core import CoreClient
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import session_token
 from rest_facade.streams import EXTENSION as STREAMS_EXTENSION
@@ -57,9 +57,10 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
             return response
         try:
             # Short: a 400 that needs no core must not wait long on a stuck one.
-            core().me.WhoAmI(
+            core().call(
+                core().me.WhoAmI,
                 me_pb2.WhoAmIRequest(),
-                metadata=token_metadata(session_token()),
+                token=session_token(),
                 timeout=WHO_AM_I_TIMEOUT_SECONDS,
             )
         except grpc.RpcError as err:

@@ -25,7 +25,7 @@ SESSION_TOKEN_METADATA = "coder-session-token"
 _NOT_METADATA = re.compile(r"[^\x20-\x7e]")
 
 
-def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+def _token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     """The caller's token as the core reads it. A token with characters gRPC
     metadata cannot carry (non-ASCII, control characters: possible in a
     cookie, a query parameter or a latin-1 header) goes with those replaced
@@ -83,8 +83,22 @@ class CoreClient:
     def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:
         return self._stub(identity_pb2_grpc.InstanceIdentityServiceStub)
 
-    def call(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
-        return method(request, metadata=token_metadata(token), timeout=self.timeout)
+    def call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        token: str | None,
+        timeout: float | None = None,
+    ) -> T:
+        """A unary call with the caller's token, under a deadline (the
+        client's default unless `timeout` is given)."""
+        return method(request, metadata=_token_metadata(token), timeout=timeout or self.timeout)
+
+    def stream(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
+        """A server-streaming call with the caller's token and no deadline:
+        it lives as long as the caller keeps it open (cancel it to end it)."""
+        return method(request, metadata=_token_metadata(token))
 
     def close(self) -> None:
         with self._lock:

@@ -102,7 +102,8 @@ class Internal(DomainError):
 
 
 class Unavailable(DomainError):
-    """The server cannot take the call now (shutting down); retry elsewhere or later."""
+    """The server cannot take the call now (shutting down, the database busy);
+    retry elsewhere or later."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"

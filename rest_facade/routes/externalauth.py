@@ -17,7 +17,6 @@ from flask import Blueprint, Response, current_app, request
 
 from rest_facade import core
 from rest_facade.coderjson import respond
-from rest_facade.core import token_metadata
 from rest_facade.parse import session_token
 from rest_facade.streams import stream_slots
 
@@ -51,11 +50,11 @@ def _external_auth() -> Response:
     token = session_token()
     if listen:
         settings = current_app.extensions["agentplane.settings"]
-        metadata = token_metadata(token)
         with stream_slots().held():
-            resp = client.me.GetExternalAuth(
+            resp = client.call(
+                client.me.GetExternalAuth,
                 req,
-                metadata=metadata,
+                token=token,
                 timeout=settings.external_auth_listen_timeout_seconds + DEADLINE_MARGIN_SECONDS,
             )
     else:

@@ -26,7 +26,6 @@ from google.protobuf import timestamp_pb2
 
 from rest_facade import core
 from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
-from rest_facade.core import token_metadata
 from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
 from rest_facade.streams import stream_slots
@@ -336,9 +335,10 @@ def _frames(pump: _Pump, timeout: float) -> Iterator[Any]:
 
 def _follow(agent_id: str, after: int, token: str | None, release: Callable[[], None]) -> Response:
     client = core()
-    call = client.logs.WatchWorkspaceAgentLogs(
+    call = client.stream(
+        client.logs.WatchWorkspaceAgentLogs,
         logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=agent_id, after=after),
-        metadata=token_metadata(token),
+        token=token,
     )
     pump = _Pump(call)
     # Errors (auth, 404, bad id) arrive before the first message: answer them

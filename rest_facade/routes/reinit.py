@@ -19,7 +19,6 @@ from flask import Blueprint, Response, request
 
 from rest_facade import core
 from rest_facade.coderjson import dumps
-from rest_facade.core import token_metadata
 from rest_facade.errors import error_response, from_rpc_error
 from rest_facade.parse import session_token
 from rest_facade.streams import stream_slots
@@ -55,10 +54,11 @@ def get_reinit() -> Response:
 
 
 def _reinit_stream(wait: bool) -> Response:
-    token = session_token()
-    metadata = token_metadata(token)
+    client = core()
     # No deadline: the stream lives as long as the agent keeps it open.
-    call = core().me.WatchReinit(me_pb2.WatchReinitRequest(wait=wait), metadata=metadata)
+    call = client.stream(
+        client.me.WatchReinit, me_pb2.WatchReinitRequest(wait=wait), token=session_token()
+    )
     try:
         # The first message (a ping) arrives once the core has accepted the
         # caller, so auth errors are still JSON answers here.
