@@ -48,6 +48,18 @@ class _Plan:
 _PLANS_ATTR = "_agentplane_prepared_plans"
 
 
+def remember(memo: dict[Any, Any], key: Any, value: Any, *, size: int) -> None:
+    """Puts key -> value in a memo kept to `size` entries, oldest out (dicts
+    keep insertion order). Threads may share the memo: a racing eviction is
+    given up, not an error."""
+    memo[key] = value
+    while len(memo) > size:
+        try:
+            del memo[next(iter(memo))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread evicted it
+            break
+
+
 class Prepared:
     """A SELECT (or a DML statement with RETURNING) compiled once per dialect
     and run on the driver."""
@@ -151,7 +163,7 @@ class Prepared:
                     continue
                 row = self._decode(plan, record)
                 if key is not None:
-                    self._remember(plan.memo, key, row)
+                    remember(plan.memo, key, row, size=self._memo_size)
                 out.append(row)
             else:
                 out.append(self._decode(plan, record))
@@ -166,14 +178,6 @@ class Prepared:
                 if value is not None:
                     record[index] = processor(value)
         return plan.row._make(record)
-
-    def _remember(self, memo: dict[Any, Any], key: Any, row: Any) -> None:
-        memo[key] = row
-        while len(memo) > self._memo_size:
-            try:
-                del memo[next(iter(memo))]
-            except (KeyError, RuntimeError, StopIteration):  # another thread evicted it
-                break
 
     def first(self, conn: sa.Connection | Session, params: Mapping[str, Any]) -> Any:
         """The first row (attribute access like a Row), or None."""

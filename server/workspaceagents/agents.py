@@ -21,6 +21,7 @@ from server.storage import agents as agent_store
 from server.storage import appstatus
 from server.storage.agentviews import AgentChildren
 from server.storage.db import Database
+from server.storage.prepared import remember
 from server.workspaceagents.status import connection_status, health
 
 # Display apps Coder exposes on the agent object.
@@ -192,12 +193,7 @@ def _static_message_memo(
     if hit is not None and hit[0] is found.agent and hit[1] is children:
         return hit[2]
     msg = _static_message(found, children)
-    _STATIC_MEMO[key] = (found.agent, children, msg)
-    while len(_STATIC_MEMO) > _STATIC_MEMO_SIZE:
-        try:
-            del _STATIC_MEMO[next(iter(_STATIC_MEMO))]
-        except (KeyError, RuntimeError, StopIteration):
-            break
+    remember(_STATIC_MEMO, key, (found.agent, children, msg), size=_STATIC_MEMO_SIZE)
     return msg
 
 
