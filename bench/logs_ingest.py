@@ -170,8 +170,23 @@ def _ceiling(echo_vs_raw: float, workers: int) -> str:
     return f"; series ceiling {echo_vs_raw / (echo_vs_raw + 1):.0%}"
 
 
-def _ratio(rows: dict[str, dict[str, float]], measured: str, baseline: str) -> float:
-    return rows[measured]["rps"] / rows[baseline]["rps"]
+# The rows of the tables.
+RAW = "raw sqlite3 executemany (local limit)"
+ECHO = "bare grpcio echo (ceiling of any gRPC server)"
+GRPC = "gRPC BatchCreateLogs"
+REST = "REST PATCH /me/logs"
+NAIVE = "naive Flask + SQLite ORM handler"
+COPY = "psycopg COPY per batch (local limit)"
+COPY_TEXT = "psycopg COPY per batch, one block of text"
+
+
+def _ratios(
+    rows: list[tuple[str, dict]], pairs: dict[str, tuple[str, str]], workers: int
+) -> dict[str, float]:
+    """name -> measured/baseline throughput, for each (measured, baseline)
+    of `pairs`; names get the senders' count as a suffix."""
+    rps = {name: r["rps"] for name, r in rows}
+    return {f"{name}_c{workers}": rps[a] / rps[b] for name, (a, b) in pairs.items()}
 
 
 def echo_caller(address: str) -> Callable[[], Callable[[], None]]:
@@ -204,46 +219,35 @@ def main() -> dict[str, float]:
                     SECONDS,
                     workers,
                     [
-                        ("raw sqlite3 executemany (local limit)", raw_sqlite_caller(raw_path)),
-                        ("bare grpcio echo (ceiling of any gRPC server)", echo_caller(echo_addr)),
-                        ("gRPC BatchCreateLogs", grpc_logs_caller(server.grpc, tokens)),
+                        (RAW, raw_sqlite_caller(raw_path)),
+                        (ECHO, echo_caller(echo_addr)),
+                        (GRPC, grpc_logs_caller(server.grpc, tokens)),
                         (
-                            "REST PATCH /me/logs",
+                            REST,
                             http_patcher(
                                 server.http, "/api/v2/workspaceagents/me/logs", body, tokens
                             ),
                         ),
-                        (
-                            "naive Flask + SQLite ORM handler",
-                            http_patcher(naive_addr, "/logs", body, tokens),
-                        ),
+                        (NAIVE, http_patcher(naive_addr, "/logs", body, tokens)),
                     ],
                 )
-                report(
-                    f"100-line batches on SQLite, {workers} concurrent sender(s)",
+                report(f"100-line batches on SQLite, {workers} concurrent sender(s)", rows, RAW)
+                got = _ratios(
                     rows,
-                    "raw sqlite3 executemany (local limit)",
+                    {
+                        "grpc_vs_raw": (GRPC, RAW),
+                        "grpc_vs_naive": (GRPC, NAIVE),
+                        "rest_vs_naive": (REST, NAIVE),
+                        "echo_vs_raw": (ECHO, RAW),
+                    },
+                    workers,
                 )
-                r = dict(rows)
-                results[f"grpc_vs_raw_c{workers}"] = _ratio(
-                    r, "gRPC BatchCreateLogs", "raw sqlite3 executemany (local limit)"
-                )
-                results[f"grpc_vs_naive_c{workers}"] = _ratio(
-                    r, "gRPC BatchCreateLogs", "naive Flask + SQLite ORM handler"
-                )
-                results[f"rest_vs_naive_c{workers}"] = _ratio(
-                    r, "REST PATCH /me/logs", "naive Flask + SQLite ORM handler"
-                )
-                results[f"echo_vs_raw_c{workers}"] = _ratio(
-                    r,
-                    "bare grpcio echo (ceiling of any gRPC server)",
-                    "raw sqlite3 executemany (local limit)",
-                )
+                results.update(got)
                 print(
-                    f"  gRPC/raw {results[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%"
-                    f"{_ceiling(results[f'echo_vs_raw_c{workers}'], workers)}), "
-                    f"gRPC/naive {results[f'grpc_vs_naive_c{workers}']:.1f}x (>= 4x), "
-                    f"REST/naive {results[f'rest_vs_naive_c{workers}']:.1f}x (>= 2x)"
+                    f"  gRPC/raw {got[f'grpc_vs_raw_c{workers}']:.0%} (target >= 50%"
+                    f"{_ceiling(got[f'echo_vs_raw_c{workers}'], workers)}), "
+                    f"gRPC/naive {got[f'grpc_vs_naive_c{workers}']:.1f}x (>= 4x), "
+                    f"REST/naive {got[f'rest_vs_naive_c{workers}']:.1f}x (>= 2x)"
                 )
         finally:
             for proc in (naive, echo):
@@ -274,45 +278,33 @@ def main() -> dict[str, float]:
                 "ALTER TABLE raw_logs ADD FOREIGN KEY (agent_id)"
                 " REFERENCES workspace_agents (id) ON DELETE CASCADE"
             )
+        agent_ids = [a["agent_id"] for a in agents]
         for workers in (1, 4):
-            agent_ids = [a["agent_id"] for a in agents]
             rows = run_interleaved(
                 SECONDS,
                 workers,
                 [
-                    (
-                        "psycopg COPY per batch (local limit)",
-                        raw_copy_caller(pg_url, "raw_logs", agent_ids),
-                    ),
-                    (
-                        "psycopg COPY per batch, one block of text",
-                        raw_copy_caller(pg_url, "raw_logs", agent_ids, text_block=True),
-                    ),
-                    ("bare grpcio echo (ceiling of any gRPC server)", echo_caller(echo_addr)),
-                    ("gRPC BatchCreateLogs", grpc_logs_caller(server.grpc, tokens)),
+                    (COPY, raw_copy_caller(pg_url, "raw_logs", agent_ids)),
+                    (COPY_TEXT, raw_copy_caller(pg_url, "raw_logs", agent_ids, text_block=True)),
+                    (ECHO, echo_caller(echo_addr)),
+                    (GRPC, grpc_logs_caller(server.grpc, tokens)),
                 ],
             )
-            report(
-                f"100-line batches on PostgreSQL, {workers} concurrent sender(s)",
+            report(f"100-line batches on PostgreSQL, {workers} concurrent sender(s)", rows, COPY)
+            got = _ratios(
                 rows,
-                "psycopg COPY per batch (local limit)",
+                {
+                    "pg_grpc_vs_copy": (GRPC, COPY),
+                    "pg_grpc_vs_copy_text": (GRPC, COPY_TEXT),
+                    "pg_echo_vs_copy": (ECHO, COPY),
+                },
+                workers,
             )
-            r = dict(rows)
-            results[f"pg_grpc_vs_copy_c{workers}"] = _ratio(
-                r, "gRPC BatchCreateLogs", "psycopg COPY per batch (local limit)"
-            )
-            results[f"pg_grpc_vs_copy_text_c{workers}"] = _ratio(
-                r, "gRPC BatchCreateLogs", "psycopg COPY per batch, one block of text"
-            )
-            results[f"pg_echo_vs_copy_c{workers}"] = _ratio(
-                r,
-                "bare grpcio echo (ceiling of any gRPC server)",
-                "psycopg COPY per batch (local limit)",
-            )
+            results.update(got)
             print(
-                f"  gRPC/COPY {results[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%"
-                f"{_ceiling(results[f'pg_echo_vs_copy_c{workers}'], workers)}), "
-                f"gRPC/COPY of one text block {results[f'pg_grpc_vs_copy_text_c{workers}']:.0%}"
+                f"  gRPC/COPY {got[f'pg_grpc_vs_copy_c{workers}']:.0%} (target >= 60%"
+                f"{_ceiling(got[f'pg_echo_vs_copy_c{workers}'], workers)}), "
+                f"gRPC/COPY of one text block {got[f'pg_grpc_vs_copy_text_c{workers}']:.0%}"
             )
     finally:
         if echo is not None:
