@@ -19,20 +19,13 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 
 from server.clock import Clock
-from server.storage.agents import WorkspaceAgent
+from server.storage import logs as log_store
 from server.storage.db import Database
-from server.storage.logs import WorkspaceAgentLog
-from server.storage.workspaces import (
-    WorkspaceBuild,
-    WorkspaceResource,
-    latest_build_number_subquery,
-)
 
 log = logging.getLogger(__name__)
 
@@ -41,51 +34,19 @@ ROWS_PER_DELETE = 5000
 # On SQLite the purge runs on the core's loop: steps short enough not to be
 # felt there.
 SQLITE_ROWS_PER_STEP = 500
-# pg_try_advisory_lock key: "agentplane log purge".
-_ADVISORY_LOCK_KEY = 0x6C6F67707572
-
-_AGENTS = WorkspaceAgent.__table__
-_RESOURCES = WorkspaceResource.__table__
-_BUILDS = WorkspaceBuild.__table__
-_LOGS = WorkspaceAgentLog.__table__
-
-# Agents with logs whose time is up: not of their workspace's latest build,
-# last connected (or, never connected, created) before the threshold.
-_EXPIRED_AGENTS = (
-    sa.select(_AGENTS.c.id)
-    .select_from(
-        _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id).join(
-            _BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id
-        )
-    )
-    .where(
-        _BUILDS.c.build_number < latest_build_number_subquery(),
-        sa.func.coalesce(_AGENTS.c.last_connected_at, _AGENTS.c.created_at)
-        < sa.bindparam("threshold"),
-        sa.exists().where(_LOGS.c.agent_id == _AGENTS.c.id),
-    )
-)
-_DELETE_CHUNK = sa.delete(_LOGS).where(
-    _LOGS.c.id.in_(
-        sa.select(_LOGS.c.id)
-        .where(_LOGS.c.agent_id == sa.bindparam("agent_id"))
-        .order_by(_LOGS.c.id)
-        .limit(sa.bindparam("chunk"))
-    )
-)
 
 
 def purge_steps(conn: sa.Connection, *, threshold: dt.datetime, chunk: int) -> Iterator[int]:
     """The purge of logs expired at `threshold`, one committed chunk per step
     (yields the rows it deleted); the caller decides what runs in between."""
-    agents: list[uuid.UUID] = list(
-        conn.execute(_EXPIRED_AGENTS, {"threshold": threshold}).scalars()
-    )
+    agents = log_store.get_agents_with_logs_expired(conn, threshold=threshold)
     conn.commit()
     for agent_id in agents:
         while True:
             with conn.begin():
-                count = conn.execute(_DELETE_CHUNK, {"agent_id": agent_id, "chunk": chunk}).rowcount
+                count = log_store.delete_oldest_workspace_agent_logs(
+                    conn, agent_id=agent_id, limit=chunk
+                )
             yield count
             if count < chunk:
                 break
@@ -99,9 +60,7 @@ def purge_connection(db: Database) -> Iterator[sa.Connection | None]:
         if conn.dialect.name != "postgresql":
             yield conn
             return
-        took = conn.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
-        ).scalar()
+        took = log_store.try_log_purge_lock(conn)
         conn.commit()
         if not took:
             yield None
@@ -112,9 +71,7 @@ def purge_connection(db: Database) -> Iterator[sa.Connection | None]:
             # If this fails the connection is gone, and the lock with it.
             with contextlib.suppress(sa.exc.DBAPIError):
                 conn.rollback()
-                conn.execute(
-                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY}
-                )
+                log_store.release_log_purge_lock(conn)
                 conn.commit()
 
 

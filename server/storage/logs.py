@@ -25,6 +25,11 @@ from sqlmodel import Field, SQLModel
 from server.storage.agents import WorkspaceAgent, bump_revision, token_still_valid
 from server.storage.prepared import Prepared
 from server.storage.types import required_timestamp
+from server.storage.workspaces import (
+    WorkspaceBuild,
+    WorkspaceResource,
+    latest_build_number_subquery,
+)
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 # Coder's built-in source for logs sent without one (the nil UUID).
@@ -313,3 +318,60 @@ def list_logs_page(
             },
         )
     )
+
+
+# -- retention (server/logs/retention.py) --------------------------------------
+
+_RESOURCES = WorkspaceResource.__table__
+_BUILDS = WorkspaceBuild.__table__
+
+# Agents with logs whose time is up (Coder's DeleteOldWorkspaceAgentLogs):
+# not of their workspace's latest build, last connected (never connected:
+# created) before the threshold.
+_AGENTS_WITH_LOGS_EXPIRED = (
+    sa.select(_AGENTS.c.id)
+    .select_from(
+        _AGENTS.join(_RESOURCES, _RESOURCES.c.id == _AGENTS.c.resource_id).join(
+            _BUILDS, _BUILDS.c.id == _RESOURCES.c.build_id
+        )
+    )
+    .where(
+        _BUILDS.c.build_number < latest_build_number_subquery(),
+        sa.func.coalesce(_AGENTS.c.last_connected_at, _AGENTS.c.created_at)
+        < sa.bindparam("threshold"),
+        sa.exists().where(_LOGS.c.agent_id == _AGENTS.c.id),
+    )
+)
+_DELETE_OLDEST = sa.delete(_LOGS).where(
+    _LOGS.c.id.in_(
+        sa.select(_LOGS.c.id)
+        .where(_LOGS.c.agent_id == sa.bindparam("agent_id"))
+        .order_by(_LOGS.c.id)
+        .limit(sa.bindparam("limit"))
+    )
+)
+# pg_try_advisory_lock key of the purge: "agentplane log purge".
+PURGE_LOCK_KEY = 0x6C6F67707572
+
+
+def get_agents_with_logs_expired(conn: sa.Connection, *, threshold: dt.datetime) -> list[uuid.UUID]:
+    return list(conn.execute(_AGENTS_WITH_LOGS_EXPIRED, {"threshold": threshold}).scalars())
+
+
+def delete_oldest_workspace_agent_logs(
+    conn: sa.Connection, *, agent_id: uuid.UUID, limit: int
+) -> int:
+    """Deletes the agent's `limit` oldest lines; how many went."""
+    return conn.execute(_DELETE_OLDEST, {"agent_id": agent_id, "limit": limit}).rowcount
+
+
+def try_log_purge_lock(conn: sa.Connection) -> bool:
+    """PostgreSQL: takes the purge's session-level advisory lock if no other
+    replica holds it."""
+    return bool(
+        conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": PURGE_LOCK_KEY}).scalar()
+    )
+
+
+def release_log_purge_lock(conn: sa.Connection) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": PURGE_LOCK_KEY})

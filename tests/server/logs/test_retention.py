@@ -11,7 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from server.logs.retention import _ADVISORY_LOCK_KEY, LogRetention, purge_expired_logs
+from server.logs.retention import LogRetention, purge_expired_logs
 from server.storage import logs as log_store
 from server.storage.agents import WorkspaceAgent
 from tests.server.logs.test_read import _store_silently, send
@@ -85,10 +85,10 @@ def test_one_replica_purges_at_a_time(channel, provision, db, core, clock) -> No
     _keeps, purged = _expired_setup(channel, provision, db, core, clock)
     with db.engine.connect() as other:
         assert other.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": log_store.PURGE_LOCK_KEY}
         ).scalar()
         assert purge_expired_logs(db, now=clock.now(), retention=WEEK) == 0
-        other.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+        other.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": log_store.PURGE_LOCK_KEY})
         other.commit()
     assert purge_expired_logs(db, now=clock.now(), retention=WEEK) == purged
 
