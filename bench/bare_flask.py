@@ -1,5 +1,5 @@
 """The local limit for the REST facade: a bare Flask handler returning a
-JSON body of the same size, on the same WSGI server with the same options.
+JSON body of the same size, on the same HTTP front with the same options.
 
 With ``BENCH_ECHO_ADDRESS`` set it also serves ``/via-grpc``: the same body
 after one unary call to the bare grpcio echo — what any facade that calls a
@@ -12,8 +12,7 @@ import sys
 
 from flask import Flask, Response
 
-from rest_facade.serve import FacadeServer, gunicorn_options
-from server.config import load_settings
+from rest_facade.serve import serve_wsgi
 
 
 def create_bare_app(body_size: int) -> Flask:
@@ -45,11 +44,5 @@ def create_bare_app(body_size: int) -> Flask:
     return app
 
 
-class BareServer(FacadeServer):
-    def load(self):  # type: ignore[no-untyped-def]
-        return create_bare_app(int(os.environ.get("BENCH_BODY_SIZE", "2000")))
-
-
 if __name__ == "__main__":
-    settings = load_settings({"http_address": sys.argv[1]})
-    BareServer(settings, gunicorn_options(settings)).run()
+    serve_wsgi(create_bare_app(int(os.environ.get("BENCH_BODY_SIZE", "2000"))), sys.argv[1])

@@ -21,7 +21,7 @@ PUSHES = int(os.environ.get("BENCH_PUSHES", "30"))
 
 
 def main() -> dict[str, float]:
-    server = AgentplaneProcess(env={"AGENTPLANE_FACADE_THREADS": str(FOLLOWERS + 32)})
+    server = AgentplaneProcess()
     sockets: list[websocket.WebSocket] = []
     try:
         ids = server.provision()

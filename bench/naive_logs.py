@@ -10,8 +10,7 @@ import uuid
 from flask import Flask, Response, request
 from sqlmodel import Field, Session, SQLModel, create_engine
 
-from rest_facade.serve import FacadeServer, gunicorn_options
-from server.config import load_settings
+from rest_facade.serve import serve_wsgi
 
 
 class NaiveLog(SQLModel, table=True):
@@ -54,11 +53,5 @@ def create_naive_app(db_path: str) -> Flask:
     return app
 
 
-class NaiveServer(FacadeServer):
-    def load(self):  # type: ignore[no-untyped-def]
-        return create_naive_app(sys.argv[2])
-
-
 if __name__ == "__main__":
-    settings = load_settings({"http_address": sys.argv[1]})
-    NaiveServer(settings, gunicorn_options(settings)).run()
+    serve_wsgi(create_naive_app(sys.argv[2]), sys.argv[1])

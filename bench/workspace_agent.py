@@ -87,7 +87,7 @@ def main() -> dict[str, float]:
         for workers in (1, 4):
             rows = [
                 (
-                    "bare Flask handler (gunicorn gthread)",
+                    "bare Flask handler (same HTTP front)",
                     run_for(SECONDS, workers, http_getter(bare_addr, "/bare", headers)),
                 ),
                 (
@@ -108,7 +108,7 @@ def main() -> dict[str, float]:
             report(
                 f"REST GET /workspaceagents/{{id}}, {workers} concurrent client(s)",
                 rows,
-                "bare Flask handler (gunicorn gthread)",
+                "bare Flask handler (same HTTP front)",
             )
             results[f"rest_ratio_c{workers}"] = rows[2][1]["rps"] / rows[0][1]["rps"]
             results[f"rest_ceiling_c{workers}"] = rows[1][1]["rps"] / rows[0][1]["rps"]

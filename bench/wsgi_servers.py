@@ -1,7 +1,10 @@
-"""Why gunicorn's gthread worker: the same bare Flask handler on each WSGI
-server that could carry the facade, measured in one run. Only servers that
-also carry WebSockets (flask-sock) qualify; waitress is measured for
-reference although it cannot upgrade connections."""
+"""The facade's HTTP front against the WSGI servers it could have been: the
+same bare Flask handler on each, measured in one run. The front reads whole
+requests on an event loop before a thread runs the view, so slow or idle
+clients hold no thread; gunicorn's gthread worker (the facade's server
+before) is the production server to beat; werkzeug and waitress are for
+reference (neither is for this: werkzeug's server is a development server,
+waitress cannot upgrade connections)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from bench.harness import ROOT, free_port, http_getter, report, run_for, wait_ht
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 
 RUNNERS = {
+    "agentplane front (asyncio + h11, Flask on 64 threads)": "front",
     "gunicorn gthread (WebSockets: yes)": "gunicorn_gthread",
     "gunicorn sync (WebSockets: 1 per worker)": "gunicorn_sync",
     "werkzeug threaded dev server (WebSockets: yes, not for production)": "werkzeug",
@@ -26,7 +30,10 @@ from bench.bare_flask import create_bare_app
 kind, addr = sys.argv[1], sys.argv[2]
 app = create_bare_app(2000)
 host, port = addr.rsplit(":", 1)
-if kind.startswith("gunicorn"):
+if kind == "front":
+    from rest_facade.serve import serve_wsgi
+    serve_wsgi(app, addr)
+elif kind.startswith("gunicorn"):
     from gunicorn.app.base import BaseApplication
     class G(BaseApplication):
         def load_config(self):
@@ -66,7 +73,7 @@ def main() -> None:
     report(
         "Bare Flask handler on each WSGI server (4 keep-alive clients)",
         rows,
-        "gunicorn gthread (WebSockets: yes)",
+        "agentplane front (asyncio + h11, Flask on 64 threads)",
     )
 
 

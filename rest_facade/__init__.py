@@ -7,6 +7,7 @@ import grpc
 from agentplane.me.v1 import me_pb2
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from rest_facade.coderjson import respond
 from rest_facade.core import CoreClient
@@ -22,14 +23,33 @@ AGENT_ROUTES = "/api/v2/workspaceagents/me/"
 WHO_AM_I_TIMEOUT_SECONDS = 5.0
 
 
+class AgentIdConverter(BaseConverter):
+    """``{workspaceagent}`` in a path: any segment but ``me``. In Coder's
+    router ``/workspaceagents/me`` is a mounted sub-router that takes every
+    method, so ``GET me/logs`` is that sub-router's 405, never a user's read
+    of an agent called "me" (a 401). The single static routes beside it
+    (``connection``, the identity logins) do fall through to the agent
+    routes on another method, as chi backtracks; werkzeug does the same."""
+
+    regex = r"(?!me(?:/|$))[^/]+"
+
+
 def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
     from rest_facade.routes import agents, connection, gitsshkey, identity, logs, manifest
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Every answer is Coder's JSON: no automatic OPTIONS (an empty text/html
+    # 200), no redirect to a path with merged slashes (a 308 with HTML).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.converters["agent"] = AgentIdConverter
     app.extensions[CORE_EXTENSION] = client or CoreClient(settings.effective_core_address)
     app.extensions["agentplane.settings"] = settings
-    app.extensions[STREAMS_EXTENSION] = StreamSlots(settings.facade_threads)
+    app.extensions[STREAMS_EXTENSION] = StreamSlots(
+        settings.facade_max_streams, settings.facade_max_streams_per_session
+    )
     for module in (manifest, gitsshkey, connection, identity, agents, logs):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
     # Agent status (issue 4): app health/status, stats, external auth, reinit.
@@ -78,8 +98,12 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
         return error_response(404, "Route not found.")
 
     @app.errorhandler(405)
-    def _method(_err: HTTPException) -> Response:
-        return error_response(405, "Method not allowed.")
+    def _method(err: HTTPException) -> Response:
+        resp = error_response(405, "Method not allowed.")
+        allowed = getattr(err, "valid_methods", None)
+        if allowed:
+            resp.headers["Allow"] = ", ".join(sorted(allowed))
+        return resp
 
     @app.errorhandler(500)
     def _internal(err: HTTPException) -> Response:

@@ -1,6 +1,10 @@
-"""The facade's channel to the core: lazily opened (after gunicorn forks),
-one per process, with a deadline on every call and the caller's token passed
-through as ``coder-session-token`` metadata."""
+"""The facade's channels to the core, with the caller's token passed through
+as ``coder-session-token`` metadata.
+
+``CoreClient`` (blocking, lazily opened) serves the Flask views on the
+worker threads, with a deadline on every call; ``AsyncCoreClient``
+(grpc.aio) serves the handlers of long-lived connections on the front's
+event loop."""
 
 from __future__ import annotations
 
@@ -18,6 +22,12 @@ from coder.agent.v2 import agent_pb2_grpc
 
 T = TypeVar("T")
 
+# Coder's 4 MiB message cap, both ways.
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", 4 << 20),
+    ("grpc.max_send_message_length", 4 << 20),
+)
+
 # Unary calls answer in milliseconds; the deadline only bounds a stuck core.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SESSION_TOKEN_METADATA = "coder-session-token"
@@ -25,7 +35,7 @@ SESSION_TOKEN_METADATA = "coder-session-token"
 _NOT_METADATA = re.compile(r"[^\x20-\x7e]")
 
 
-def _token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     """The caller's token as the core reads it. A token with characters gRPC
     metadata cannot carry (non-ASCII, control characters: possible in a
     cookie, a query parameter or a latin-1 header) goes with those replaced
@@ -53,13 +63,7 @@ class CoreClient:
             return stub
         with self._lock:
             if self._channel is None:
-                self._channel = grpc.insecure_channel(
-                    self.address,
-                    options=[
-                        ("grpc.max_receive_message_length", 4 << 20),
-                        ("grpc.max_send_message_length", 4 << 20),
-                    ],
-                )
+                self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
             stub = self._stubs.setdefault(factory, factory(self._channel))  # type: ignore[call-overload]
         return stub
 
@@ -93,12 +97,12 @@ class CoreClient:
     ) -> T:
         """A unary call with the caller's token, under a deadline (the
         client's default unless `timeout` is given)."""
-        return method(request, metadata=_token_metadata(token), timeout=timeout or self.timeout)
+        return method(request, metadata=token_metadata(token), timeout=timeout or self.timeout)
 
     def stream(self, method: Callable[..., T], request: Any, *, token: str | None) -> T:
         """A server-streaming call with the caller's token and no deadline:
         it lives as long as the caller keeps it open (cancel it to end it)."""
-        return method(request, metadata=_token_metadata(token))
+        return method(request, metadata=token_metadata(token))
 
     def close(self) -> None:
         with self._lock:
@@ -106,3 +110,68 @@ class CoreClient:
                 self._channel.close()
             self._channel = None
             self._stubs.clear()
+
+
+class AsyncCoreClient:
+    """The core over grpc.aio, for handlers on the front's event loop. The
+    channel is opened on first use, on that loop."""
+
+    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._stubs: dict[Any, Any] = {}
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        return self._channel
+
+    def stub(self, factory: Callable[[Any], T]) -> T:
+        stub = self._stubs.get(factory)
+        if stub is None:
+            stub = self._stubs[factory] = factory(self.channel)
+        return stub
+
+    @property
+    def logs(self) -> logs_pb2_grpc.LogsServiceStub:
+        return self.stub(logs_pb2_grpc.LogsServiceStub)
+
+    @property
+    def me(self) -> me_pb2_grpc.MeServiceStub:
+        return self.stub(me_pb2_grpc.MeServiceStub)
+
+    @property
+    def workspace_agents(self) -> workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub:
+        return self.stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
+
+    async def call(
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        *,
+        token: str | None,
+        timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> Any:
+        return await method(
+            request, metadata=token_metadata(token) + metadata, timeout=timeout or self.timeout
+        )
+
+    def stream(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        token: str | None,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> T:
+        """A server-streaming call without a deadline (cancel it to end it)."""
+        return method(request, metadata=token_metadata(token) + metadata)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = None
+        self._stubs.clear()

@@ -36,6 +36,8 @@ HTTP_STATUS = {
 # ErrorInfo reasons that refine the table where one gRPC code covers two
 # HTTP answers.
 REASON_STATUS = {"RATE_LIMITED": 429}
+# Set on every 401, as coderd's httpmw does.
+WWW_AUTHENTICATE = 'Coder-Session-Token realm="coder"'
 
 
 def envelope(message: str, detail: str = "", validations: Any = ()) -> dict[str, Any]:
@@ -81,5 +83,5 @@ def rpc_error_response(err: grpc.RpcError) -> Response:
     status, body = from_rpc_error(err)
     resp = respond(body, status)
     if status == 401:
-        resp.headers["WWW-Authenticate"] = 'Coder-Session-Token realm="coder"'
+        resp.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return resp

@@ -30,6 +30,18 @@ def session_token() -> str | None:
     return None
 
 
+def wants_websocket() -> bool:
+    """The client asked to upgrade to a WebSocket (the front keeps the
+    Upgrade header out of werkzeug's sight and passes it on here)."""
+    from rest_facade.serving.wsgi import UPGRADE_KEY
+
+    return request.environ.get(UPGRADE_KEY) == "websocket"
+
+
+def wants_event_stream() -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
 def read_json() -> Any:
     """The decoded body, or a 400 in Coder's envelope."""
     raw = request.get_data(cache=False)

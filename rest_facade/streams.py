@@ -1,19 +1,26 @@
-"""A cap on long-lived requests: log follows (WebSocket or SSE), reinit
-streams and external-auth long-polls each hold one of the facade's threads
-for as long as they are open. Without a cap a few clients could take every
-thread and stop the API answering anyone; above it the facade answers 503 in
-Coder's envelope and keeps a reserve of threads for ordinary requests. One
-session (token) may hold at most half of the slots, so a single client —
-buggy or hostile — cannot take them all from everyone else (429 past it)."""
+"""Long-lived requests (log follows, reinit streams, external-auth long
+polls, and later terminals and coordination): their caps, and relaying a
+core stream to a client.
+
+They cost the facade no thread (the front carries them on its event loop),
+but each holds memory and a core stream, so they are capped: past
+``facade_max_streams`` open at once the facade answers 503 in Coder's
+envelope, and one session (token) may hold at most
+``facade_max_streams_per_session`` (429 past it), so a single client — buggy
+or hostile — cannot take them all from everyone else.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
-from flask import Response, abort, current_app
+import grpc
+from flask import abort, current_app
 
 from rest_facade.errors import error_response
 from rest_facade.parse import session_token
@@ -22,18 +29,18 @@ EXTENSION = "agentplane.streams"
 
 
 class StreamSlots:
-    def __init__(self, facade_threads: int) -> None:
-        reserve = min(16, max(1, facade_threads // 4))
-        self.limit = max(1, facade_threads - reserve)
-        self.per_session = max(1, self.limit // 2)
-        self._slots = threading.BoundedSemaphore(self.limit)
+    def __init__(self, limit: int, per_session: int) -> None:
+        self.limit = limit
+        self.per_session = min(per_session, limit)
         self._lock = threading.Lock()
+        self._open = 0
         self._by_session: dict[str, int] = {}
 
     def acquire(self) -> Callable[[], None]:
         """Takes a slot for the current request's session, or aborts it (503
         when the server is full, 429 when this session holds its share).
-        Returns the function that gives the slot back (call it once)."""
+        Returns the function that gives the slot back (once; later calls do
+        nothing)."""
         token = session_token() or ""
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
@@ -47,59 +54,115 @@ class StreamSlots:
                         "requests at a time; close one first.",
                     )
                 )
-            self._by_session[key] = held + 1
-        if not self._slots.acquire(blocking=False):
-            self._forget(key)
-            abort(
-                error_response(
-                    503,
-                    "Too many open streams.",
-                    detail=f"This server holds at most {self.limit} streaming requests; "
-                    "try again later.",
+            if self._open >= self.limit:
+                abort(
+                    error_response(
+                        503,
+                        "Too many open streams.",
+                        detail=f"This server holds at most {self.limit} streaming requests; "
+                        "try again later.",
+                    )
                 )
-            )
-        once = threading.Lock()
+            self._open += 1
+            self._by_session[key] = held + 1
+        released = False
 
         def release() -> None:
-            # Exactly once, whoever calls first (end of stream, response close).
-            if not once.acquire(blocking=False):
-                return
-            self._slots.release()
-            self._forget(key)
+            nonlocal released
+            with self._lock:
+                if released:
+                    return
+                released = True
+                self._open -= 1
+                left = self._by_session.get(key, 1) - 1
+                if left > 0:
+                    self._by_session[key] = left
+                else:
+                    self._by_session.pop(key, None)
 
         return release
 
-    def _forget(self, key: str) -> None:
-        with self._lock:
-            left = self._by_session.get(key, 1) - 1
-            if left > 0:
-                self._by_session[key] = left
-            else:
-                self._by_session.pop(key, None)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        release = self.acquire()
-        try:
-            yield
-        finally:
-            release()
-
-    def streamed(self, build: Callable[[Callable[[], None]], Response]) -> Response:
-        """A streamed response holding a slot: ``build(release)`` makes it
-        (and may give the slot back earlier itself, e.g. when a hijacked
-        WebSocket ends). The slot is freed when the server closes the
-        response, whether or not the body was ever read, or at once if
-        building it fails."""
-        release = self.acquire()
-        try:
-            response = build(release)
-        except BaseException:
-            release()
-            raise
-        response.call_on_close(release)
-        return response
+    @property
+    def open(self) -> int:
+        return self._open
 
 
 def stream_slots() -> StreamSlots:
     return current_app.extensions[EXTENSION]
+
+
+_END = object()
+
+
+class CoreStream:
+    """A server-streaming core call (grpc.aio) read by a task into a bounded
+    queue: the handler can wait for the next message with a timeout (to send
+    keep-alives) without cancelling the call, and a client that reads slowly
+    stops the reading, so gRPC's flow control holds the core back instead of
+    this process buffering without bound."""
+
+    def __init__(self, call: Any, *, buffered: int = 64) -> None:
+        self.call = call
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(buffered)
+        self._held: Any = _END
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name="core-stream")
+
+    async def _pump(self) -> None:
+        try:
+            async for message in self.call:
+                await self._queue.put(message)
+        except grpc.RpcError as err:
+            await self._queue.put(err)
+        except asyncio.CancelledError:
+            return
+        await self._queue.put(_END)
+
+    async def peek(self, timeout: float | None = None) -> Any:
+        """Waits for the first message (or the call's error, raised) and
+        leaves it for next()."""
+        item = await self.next(timeout)
+        self._held = item
+        return item
+
+    async def next(self, timeout: float | None = None) -> Any:
+        """The next message; None at the end of the stream; raises the
+        call's RpcError, or TimeoutError when nothing came within
+        ``timeout`` (the call goes on)."""
+        if self._held is not _END:
+            item, self._held = self._held, _END
+            return item
+        async with asyncio.timeout(timeout):
+            item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)
+            return None
+        if isinstance(item, grpc.RpcError):
+            self._queue.put_nowait(item)
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self.call.cancel()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+async def until_gone(wait_gone: Any, work: Any) -> Any:
+    """Runs ``work`` (a coroutine) unless the client leaves first
+    (``wait_gone``, a coroutine that returns when it has): then ``work`` is
+    cancelled and ConnectionResetError raised."""
+    work_task = asyncio.ensure_future(work)
+    gone_task = asyncio.ensure_future(wait_gone)
+    try:
+        done, _ = await asyncio.wait({work_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, gone_task):
+            if not task.done():
+                task.cancel()
+        for task in (work_task, gone_task):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if work_task in done and not work_task.cancelled():
+        return work_task.result()
+    raise ConnectionResetError("the client went away")

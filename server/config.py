@@ -65,7 +65,23 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Coder's AgentInactiveDisconnectTimeout (2 x the 15 s connection update).
     agent_inactive_timeout_seconds: int = 30
+    # The facade's worker threads: they run views on whole requests only
+    # (the HTTP front reads requests and carries long-lived connections on
+    # its event loop), so they are never held by a slow client.
     facade_threads: int = 64
+    # The HTTP front's bounds: a request's head must arrive within the
+    # header timeout of its first byte and its body within the body timeout;
+    # an idle keep-alive connection closes after the idle timeout; a client
+    # that takes no answer bytes for the write timeout is dropped.
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 60.0
+    http_idle_timeout_seconds: float = 60.0
+    http_write_timeout_seconds: float = 10.0
+    http_max_connections: int = 15000
+    # Long-lived requests (follows, terminals, coordination...) open at once,
+    # in all and per session (token): past them 503 / 429.
+    facade_max_streams: int = 12000
+    facade_max_streams_per_session: int = 1000
     # Coder's per-agent cap on stored log output (bytes, counted before lines
     # are cut to 1024 characters).
     agent_logs_limit_bytes: int = 1 << 20
@@ -114,8 +130,22 @@ class Settings:
             )
         if self.max_body_bytes <= 0:
             raise SettingsError("max_body_bytes must be positive")
-        if self.facade_threads <= 0:
-            raise SettingsError("facade_threads must be positive")
+        for name in (
+            "facade_threads",
+            "http_max_connections",
+            "facade_max_streams",
+            "facade_max_streams_per_session",
+        ):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        for name in (
+            "http_header_timeout_seconds",
+            "http_body_timeout_seconds",
+            "http_idle_timeout_seconds",
+            "http_write_timeout_seconds",
+        ):
+            if not 0 < getattr(self, name) < 86400:
+                raise SettingsError(f"{name} must be between 0 and 86400 seconds")
         if not 0 < self.agent_logs_limit_bytes < 2**31:
             # workspace_agents.logs_length is a 32-bit integer, as in Coder.
             raise SettingsError("agent_logs_limit_bytes must be between 1 and 2147483647")

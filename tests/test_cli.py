@@ -1,5 +1,5 @@
 """The newcomer's path, end to end: `agentplane server` as a real process
-(core + gunicorn facade), the provisioning CLI, curl-style HTTP reads, and a
+(core + facade), the provisioning CLI, curl-style HTTP reads, and a
 graceful SIGTERM — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations

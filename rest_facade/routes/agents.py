@@ -126,7 +126,7 @@ def agent_json(agent: pb.WorkspaceAgent) -> dict[str, Any]:
     }
 
 
-@bp.get("/workspaceagents/<agent_id>")
+@bp.get("/workspaceagents/<agent:agent_id>")
 def get_workspace_agent(agent_id: str) -> Any:
     resp = core().call(
         core().workspace_agents.GetWorkspaceAgent,
@@ -170,7 +170,7 @@ def diagnosis_json(d: pb.Diagnosis) -> dict[str, Any]:
     }
 
 
-@bp.get("/workspaceagents/<agent_id>/diagnosis")
+@bp.get("/workspaceagents/<agent:agent_id>/diagnosis")
 def get_workspace_agent_diagnosis(agent_id: str) -> Any:
     """agentplane's answer to "why is my agent stuck?" (not a Coder route)."""
     resp = core().call(

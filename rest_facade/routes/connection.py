@@ -36,6 +36,6 @@ def deployment_connection() -> Any:
     return _connection("")
 
 
-@bp.get("/workspaceagents/<agent_id>/connection")
+@bp.get("/workspaceagents/<agent:agent_id>/connection")
 def agent_connection(agent_id: str) -> Any:
     return _connection(agent_id)

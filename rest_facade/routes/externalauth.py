@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import grpc
 from agentplane.me.v1 import me_pb2
 from flask import Blueprint, Response, current_app, request
 
 from rest_facade import core
 from rest_facade.coderjson import respond
 from rest_facade.parse import session_token
-from rest_facade.streams import stream_slots
+from rest_facade.serving.exchange import Exchange, Handoff
+from rest_facade.streams import stream_slots, until_gone
 
 bp = Blueprint("externalauth", __name__)
 
@@ -46,20 +48,30 @@ def _external_auth() -> Response:
         id=args.get("id", ""),
         listen=listen,
     )
-    client = core()
     token = session_token()
     if listen:
-        settings = current_app.extensions["agentplane.settings"]
-        with stream_slots().held():
-            resp = client.call(
-                client.me.GetExternalAuth,
-                req,
-                token=token,
-                timeout=settings.external_auth_listen_timeout_seconds + DEADLINE_MARGIN_SECONDS,
-            )
-    else:
-        resp = client.call(client.me.GetExternalAuth, req, token=token)
-    return respond(external_auth_json(resp))
+        return _listen(req, token)
+    client = core()
+    return respond(external_auth_json(client.call(client.me.GetExternalAuth, req, token=token)))
+
+
+def _listen(req: me_pb2.GetExternalAuthRequest, token: str | None) -> Response:
+    """The long poll, carried on the front's loop; it ends early (and its
+    core call with it) when the agent goes away."""
+    settings = current_app.extensions["agentplane.settings"]
+    timeout = settings.external_auth_listen_timeout_seconds + DEADLINE_MARGIN_SECONDS
+
+    async def run(exchange: Exchange) -> None:
+        core = exchange.core
+        call = core.call(core.me.GetExternalAuth, req, token=token, timeout=timeout)
+        try:
+            resp = await until_gone(exchange.wait_disconnected(), call)
+        except grpc.RpcError as err:
+            await exchange.respond_rpc_error(err)
+            return
+        await exchange.respond_json(200, external_auth_json(resp))
+
+    return Handoff(run, on_done=stream_slots().acquire())
 
 
 @bp.get("/workspaceagents/me/external-auth")

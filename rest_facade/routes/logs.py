@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -26,10 +24,11 @@ from google.protobuf import timestamp_pb2
 
 from rest_facade import core
 from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
-from rest_facade.errors import error_response, rpc_error_response
-from rest_facade.parse import read_json, session_token
-from rest_facade.streams import stream_slots
-from rest_facade.websocket import PING_INTERVAL_SECONDS, send_text, serve_websocket, wants_websocket
+from rest_facade.errors import error_response
+from rest_facade.parse import read_json, session_token, wants_event_stream, wants_websocket
+from rest_facade.serving.exchange import SSE_HEADERS, Exchange, Handoff
+from rest_facade.serving.websocket import PING_INTERVAL_SECONDS, until_closed
+from rest_facade.streams import CoreStream, stream_slots, until_gone
 
 bp = Blueprint("logs", __name__)
 
@@ -205,9 +204,7 @@ def _get_logs(agent_id: str) -> Response:
         )
     token = session_token()
     if follow:
-        return stream_slots().streamed(
-            lambda release: _follow(agent_id, after or 0, token, release)
-        )
+        return _follow(agent_id, after or 0, token)
     return _list(agent_id, after or 0, before, fmt, token)
 
 
@@ -252,69 +249,22 @@ def _list(agent_id: str, after: int, before: int | None, fmt: str, token: str | 
     return Response(stream_with_context(body()), content_type=CONTENT_TYPE)
 
 
-class _Pump:
-    """Reads the core's watch stream on a thread into a queue, so the HTTP
-    side can also keep time (pings) and notice its client leaving."""
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-        self.items: queue.Queue[Any] = queue.Queue(maxsize=256)
-        self._held: list[Any] = []
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="log-follow")
-        self._thread.start()
-
-    def peek(self, timeout: float) -> Any:
-        """The next item, left in place for the next get()."""
-        if not self._held:
-            self._held.append(self.items.get(timeout=timeout))
-        return self._held[0]
-
-    def _run(self) -> None:
-        try:
-            for message in self.call:
-                if not self._put(message):
-                    return
-        except grpc.RpcError as err:
-            self._put(err)
-        self._put(None)
-
-    def _put(self, item: Any) -> bool:
-        """Queues an item unless the follower has gone; never blocks forever
-        (a slow client that leaves must not strand this thread)."""
-        while not self._stopped.is_set():
-            try:
-                self.items.put(item, timeout=1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self, timeout: float) -> Any:
-        if self._held:
-            return self._held.pop()
-        return self.items.get(timeout=timeout)
-
-    def cancel(self) -> None:
-        self._stopped.set()
-        self.call.cancel()
-
-
-def _frames(pump: _Pump, timeout: float) -> Iterator[Any]:
-    """Yields ("frame", [logs json]) / ("end", reason) / ("idle", None)."""
+async def _frames(stream: CoreStream, idle: float) -> AsyncIterator[tuple[str, Any]]:
+    """("frame", [logs json]) / ("end", reason) / ("error", RpcError) /
+    ("idle", None) when nothing came for ``idle`` seconds."""
     backlog: list[dict[str, Any]] = []
     in_backlog = True
     while True:
         try:
-            message = pump.get(timeout)
-        except queue.Empty:
+            message = await stream.next(idle)
+        except TimeoutError:
             yield "idle", None
             continue
+        except grpc.RpcError as err:
+            yield "error", err
+            return
         if message is None:
             yield "end", "stream ended"
-            return
-        if isinstance(message, grpc.RpcError):
-            yield "error", message
             return
         logs = [log_json(log) for log in message.logs]
         if in_backlog and message.backlog:
@@ -333,89 +283,82 @@ def _frames(pump: _Pump, timeout: float) -> Iterator[Any]:
             return
 
 
-def _follow(agent_id: str, after: int, token: str | None, release: Callable[[], None]) -> Response:
-    client = core()
-    call = client.stream(
-        client.logs.WatchWorkspaceAgentLogs,
-        logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=agent_id, after=after),
-        token=token,
-    )
-    pump = _Pump(call)
-    # Errors (auth, 404, bad id) arrive before the first message: answer them
-    # as plain HTTP before any upgrade, like Coder.
-    try:
-        first = pump.peek(timeout=client.timeout)
-    except queue.Empty:
-        pump.cancel()
-        return error_response(408, "Timed out waiting for the agent's logs.")
-    if isinstance(first, grpc.RpcError):
-        return rpc_error_response(first)
-    if "text/event-stream" in request.headers.get("Accept", ""):
-        return _follow_sse(pump)
-    if not wants_websocket():
-        pump.cancel()
+def _follow(agent_id: str, after: int, token: str | None) -> Response:
+    if wants_event_stream():
+        mode = "sse"
+    elif wants_websocket():
+        mode = "websocket"
+    else:
         return error_response(400, "Follow needs a WebSocket upgrade or Accept: text/event-stream.")
-    return serve_websocket(lambda ws: _follow_websocket(ws, pump), on_done=release)
+    request_pb = logs_pb2.WatchWorkspaceAgentLogsRequest(agent_id=agent_id, after=after)
 
-
-def _follow_websocket(ws: Any, pump: _Pump) -> None:
-    try:
-        for kind, value in _frames(pump, timeout=1.0):
-            if not ws.connected:
+    async def run(exchange: Exchange) -> None:
+        core = exchange.core
+        stream = CoreStream(core.stream(core.logs.WatchWorkspaceAgentLogs, request_pb, token=token))
+        try:
+            # Errors (auth, 404, bad id) come before the first message: they
+            # are plain HTTP answers, before any upgrade, as in Coder.
+            try:
+                await stream.peek(core.timeout)
+            except TimeoutError:
+                await exchange.respond_error(408, "Timed out waiting for the agent's logs.")
                 return
+            except grpc.RpcError as err:
+                await exchange.respond_rpc_error(err)
+                return
+            if mode == "sse":
+                await _follow_sse(exchange, stream)
+            else:
+                await _follow_websocket(exchange, stream)
+        finally:
+            await stream.close()
+
+    return Handoff(run, on_done=stream_slots().acquire())
+
+
+async def _follow_websocket(exchange: Exchange, stream: CoreStream) -> None:
+    ws = await exchange.websocket(one_way=True)
+    try:
+        async for kind, value in until_closed(ws, _frames(stream, PING_INTERVAL_SECONDS)):
             if kind == "frame":
-                send_text(ws, dumps(value))
+                await ws.send_text(dumps(value))
             elif kind == "end":
-                ws.close(reason=1000, message=value)
+                await ws.close(1000, value)
                 return
             elif kind == "error":
-                ws.close(reason=1011, message=(value.details() or "")[:120])
+                await ws.close(1011, value.details() or "")
                 return
     finally:
-        pump.cancel()
+        await ws.aclose()
 
 
-def _follow_sse(pump: _Pump) -> Response:
-    def events() -> Iterator[str]:
-        try:
-            for kind, value in _frames(pump, timeout=PING_INTERVAL_SECONDS):
-                if kind == "frame":
-                    yield f"event: logs\ndata: {dumps(value)}\n\n"
-                elif kind == "idle":
-                    yield "event: ping\ndata: {}\n\n"
-                else:
-                    reason = value if kind == "end" else (value.details() or "error")
-                    yield f"event: end\ndata: {dumps({'reason': reason})}\n\n"
-                    return
-        finally:
-            pump.cancel()
+async def _follow_sse(exchange: Exchange, stream: CoreStream) -> None:
+    out = await exchange.stream(200, SSE_HEADERS)
+    if exchange.request.method == "HEAD":
+        await out.end()
+        return
 
-    resp = Response(stream_with_context(events()), mimetype="text/event-stream")
-    # A body nobody iterates (HEAD, a client gone before the first byte)
-    # never runs the generator's finally: the core stream ends here too.
-    resp.call_on_close(pump.cancel)
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.headers["X-Accel-Buffering"] = "no"
-    return resp
+    async def events() -> None:
+        async for kind, value in _frames(stream, PING_INTERVAL_SECONDS):
+            if kind == "frame":
+                await out.send(f"event: logs\ndata: {dumps(value)}\n\n".encode())
+            elif kind == "idle":
+                await out.send(b"event: ping\ndata: {}\n\n")
+            else:
+                reason = value if kind == "end" else (value.details() or "error")
+                await out.send(f"event: end\ndata: {dumps({'reason': reason})}\n\n".encode())
+                await out.end()
+                return
+
+    await until_gone(exchange.wait_disconnected(), events())
 
 
-@bp.get("/workspaceagents/<agent_id>/logs")
+@bp.get("/workspaceagents/<agent:agent_id>/logs")
 def get_logs(agent_id: str) -> Response:
     return _get_logs(agent_id)
 
 
-@bp.get("/workspaceagents/<agent_id>/startup-logs")
+@bp.get("/workspaceagents/<agent:agent_id>/startup-logs")
 def get_startup_logs(agent_id: str) -> Response:
     """The route's name before Coder renamed it; same behaviour."""
     return _get_logs(agent_id)
-
-
-# Werkzeug routes WebSocket handshakes only to rules marked websocket=True, so
-# the same paths are registered again for the follow upgrade.
-bp.add_url_rule("/workspaceagents/<agent_id>/logs", "get_logs_ws", get_logs, websocket=True)
-bp.add_url_rule(
-    "/workspaceagents/<agent_id>/startup-logs",
-    "get_startup_logs_ws",
-    get_startup_logs,
-    websocket=True,
-)

@@ -10,18 +10,15 @@ goes away (the core call is cancelled with it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import grpc
 from agentplane.me.v1 import me_pb2
 from flask import Blueprint, Response, request
 
-from rest_facade import core
 from rest_facade.coderjson import dumps
 from rest_facade.errors import error_response, from_rpc_error
 from rest_facade.parse import session_token
-from rest_facade.streams import stream_slots
+from rest_facade.serving.exchange import SSE_HEADERS, Exchange, Handoff, Stream
+from rest_facade.streams import CoreStream, stream_slots, until_gone
 
 bp = Blueprint("reinit", __name__)
 
@@ -50,41 +47,46 @@ def get_reinit() -> Response:
             "Invalid query parameters.",
             validations=[("wait", f'Query param "wait" must be a valid boolean: {raw!r}')],
         )
-    return stream_slots().streamed(lambda _release: _reinit_stream(raw in _TRUE))
+    request_pb = me_pb2.WatchReinitRequest(wait=raw in _TRUE)
+    token = session_token()
 
-
-def _reinit_stream(wait: bool) -> Response:
-    client = core()
-    # No deadline: the stream lives as long as the agent keeps it open.
-    call = client.stream(
-        client.me.WatchReinit, me_pb2.WatchReinitRequest(wait=wait), token=session_token()
-    )
-    try:
-        # The first message (a ping) arrives once the core has accepted the
-        # caller, so auth errors are still JSON answers here.
-        first = next(call)
-    except grpc.RpcError:
-        call.cancel()
-        raise
-    except StopIteration:
-        return Response(status=200, content_type="text/event-stream")
-
-    def events() -> Iterator[str]:
+    async def run(exchange: Exchange) -> None:
+        core = exchange.core
+        # No deadline: the stream lives as long as the agent keeps it open.
+        stream = CoreStream(core.stream(core.me.WatchReinit, request_pb, token=token))
         try:
-            yield sse_frame(first)
-            for message in call:
-                yield sse_frame(message)
+            # The first message (a ping) arrives once the core has accepted
+            # the caller, so auth errors are still JSON answers here.
+            try:
+                first = await stream.peek(core.timeout)
+            except TimeoutError:
+                await exchange.respond_error(408, "Timed out waiting for the reinit stream.")
+                return
+            except grpc.RpcError as err:
+                await exchange.respond_rpc_error(err)
+                return
+            out = await exchange.stream(200, SSE_HEADERS)
+            if exchange.request.method == "HEAD" or first is None:
+                await out.end()
+                return
+            await until_gone(exchange.wait_disconnected(), _events(stream, out))
+        finally:
+            await stream.close()
+
+    return Handoff(run, on_done=stream_slots().acquire())
+
+
+async def _events(stream: CoreStream, out: Stream) -> None:
+    while True:
+        try:
+            message = await stream.next()
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 _status, body = from_rpc_error(err)
-                yield f"event: error\ndata: {dumps(body)}\n\n"
-        finally:
-            call.cancel()
-
-    # Coder also sends "Connection: keep-alive"; WSGI servers own that
-    # hop-by-hop header, and HTTP/1.1 keeps the connection open anyway.
-    headers: dict[str, Any] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    resp = Response(events(), status=200, content_type="text/event-stream", headers=headers)
-    # A body nobody iterates (HEAD) never runs the generator's finally.
-    resp.call_on_close(call.cancel)
-    return resp
+                await out.send(f"event: error\ndata: {dumps(body)}\n\n".encode())
+            await out.end()
+            return
+        if message is None:
+            await out.end()
+            return
+        await out.send(sse_frame(message).encode())

@@ -101,12 +101,24 @@ def test_wait_reports_an_earlier_request(settings, core, provision) -> None:
             client.close()
 
 
-def test_errors_before_the_stream_are_json(rest, provision) -> None:
+def test_errors_before_the_stream_are_json(facade_url, provision) -> None:
     ws = provision.workspace()
-    resp = rest.get(PATH, headers={"Coder-Session-Token": ws.api_key})
-    assert resp.status_code == 401 and resp.is_json
-    assert resp.get_json()["message"] == "Workspace agent token invalid."
-    resp = rest.get(
-        f"{PATH}?wait=maybe", headers={"Coder-Session-Token": ws.agent("main").auth_token}
-    )
-    assert resp.status_code == 400 and resp.get_json()["message"] == "Invalid query parameters."
+    status, body = _get(facade_url + PATH, ws.api_key)
+    assert (status, body["message"]) == (401, "Workspace agent token invalid.")
+    status, body = _get(f"{facade_url}{PATH}?wait=maybe", ws.agent("main").auth_token)
+    assert (status, body["message"]) == (400, "Invalid query parameters.")
+
+
+def _get(url: str, token: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Coder-Session-Token": token})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            assert err.headers["Content-Type"] == "application/json; charset=utf-8"
+            return err.code, json.loads(err.read())
