@@ -91,31 +91,23 @@ def stream_slots() -> StreamSlots:
     return current_app.extensions[EXTENSION]
 
 
-_END = object()
+_NOTHING = object()
 
 
 class CoreStream:
-    """A server-streaming core call (grpc.aio) read by a task into a bounded
-    queue: the handler can wait for the next message with a timeout (to send
-    keep-alives) without cancelling the call, and a client that reads slowly
-    stops the reading, so gRPC's flow control holds the core back instead of
-    this process buffering without bound."""
+    """A server-streaming core call (grpc.aio) as a handler reads it: one
+    message at a time (so a slow client slows the reading, and gRPC's flow
+    control holds the core back instead of this process buffering), with an
+    optional timeout that does not end the call (a cancelled ``read()``
+    would cancel the RPC, so a timed read waits on a pending read kept for
+    the next call). ``cancel`` (e.g. when the client leaves) ends the call;
+    the reader then sees the end of the stream."""
 
-    def __init__(self, call: Any, *, buffered: int = 64) -> None:
+    def __init__(self, call: Any) -> None:
         self.call = call
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(buffered)
-        self._held: Any = _END
-        self._task = asyncio.get_running_loop().create_task(self._pump(), name="core-stream")
-
-    async def _pump(self) -> None:
-        try:
-            async for message in self.call:
-                await self._queue.put(message)
-        except grpc.RpcError as err:
-            await self._queue.put(err)
-        except asyncio.CancelledError:
-            return
-        await self._queue.put(_END)
+        self._pending: asyncio.Future[Any] | None = None
+        self._held: Any = _NOTHING
+        self._cancelled = False
 
     async def peek(self, timeout: float | None = None) -> Any:
         """Waits for the first message (or the call's error, raised) and
@@ -125,27 +117,50 @@ class CoreStream:
         return item
 
     async def next(self, timeout: float | None = None) -> Any:
-        """The next message; None at the end of the stream; raises the
-        call's RpcError, or TimeoutError when nothing came within
-        ``timeout`` (the call goes on)."""
-        if self._held is not _END:
-            item, self._held = self._held, _END
+        """The next message; None at the end of the stream (or once
+        cancelled); raises the call's RpcError, or TimeoutError when nothing
+        came within ``timeout`` (the call goes on)."""
+        if self._held is not _NOTHING:
+            item, self._held = self._held, _NOTHING
             return item
-        async with asyncio.timeout(timeout):
-            item = await self._queue.get()
-        if item is _END:
-            self._queue.put_nowait(_END)
+        if timeout is None and self._pending is None:
+            return await self._read()
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._read())
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+        if not done:
+            raise TimeoutError
+        pending, self._pending = self._pending, None
+        return pending.result()
+
+    async def _read(self) -> Any:
+        if self._cancelled:
             return None
-        if isinstance(item, grpc.RpcError):
-            self._queue.put_nowait(item)
-            raise item
-        return item
+        try:
+            message = await self.call.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            # grpc.aio raises CancelledError from read() on a call cancelled
+            # locally: that is the end of the stream, unless this task itself
+            # is being cancelled.
+            if self._cancelled and (task is None or not task.cancelling()):
+                return None
+            raise
+        if message is grpc.aio.EOF:
+            return None
+        return message
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self.call.cancel()
 
     async def close(self) -> None:
-        self.call.cancel()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        self.cancel()
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
 
 
 async def until_gone(wait_gone: Any, work: Any) -> Any:

@@ -57,8 +57,11 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout (callers re-poll either way)."""
+        # asyncio.timeout, not wait_for: no task per wait (a follower waits
+        # here between batches, thousands of them at once).
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         finally:

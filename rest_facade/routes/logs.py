@@ -27,7 +27,7 @@ from rest_facade.coderjson import CONTENT_TYPE, dumps, respond, timestamp
 from rest_facade.errors import error_response
 from rest_facade.parse import read_json, session_token, wants_event_stream, wants_websocket
 from rest_facade.serving.exchange import SSE_HEADERS, Exchange, Handoff
-from rest_facade.serving.websocket import PING_INTERVAL_SECONDS, until_closed
+from rest_facade.serving.websocket import PING_INTERVAL_SECONDS
 from rest_facade.streams import CoreStream, stream_slots, until_gone
 
 bp = Blueprint("logs", __name__)
@@ -249,9 +249,9 @@ def _list(agent_id: str, after: int, before: int | None, fmt: str, token: str | 
     return Response(stream_with_context(body()), content_type=CONTENT_TYPE)
 
 
-async def _frames(stream: CoreStream, idle: float) -> AsyncIterator[tuple[str, Any]]:
+async def _frames(stream: CoreStream, idle: float | None) -> AsyncIterator[tuple[str, Any]]:
     """("frame", [logs json]) / ("end", reason) / ("error", RpcError) /
-    ("idle", None) when nothing came for ``idle`` seconds."""
+    ("idle", None) when nothing came for ``idle`` seconds (if given)."""
     backlog: list[dict[str, Any]] = []
     in_backlog = True
     while True:
@@ -318,8 +318,12 @@ def _follow(agent_id: str, after: int, token: str | None) -> Response:
 
 async def _follow_websocket(exchange: Exchange, stream: CoreStream) -> None:
     ws = await exchange.websocket(one_way=True)
+    # The client leaving ends the core stream, and so the loop below.
+    ws.on_close(stream.cancel)
     try:
-        async for kind, value in until_closed(ws, _frames(stream, PING_INTERVAL_SECONDS)):
+        async for kind, value in _frames(stream, None):
+            if ws.closed:
+                return
             if kind == "frame":
                 await ws.send_text(dumps(value))
             elif kind == "end":

@@ -311,6 +311,9 @@ class _Connection:
             )
         except (_Closed, ConnectionError, TimeoutError):
             return False
+        # A hand-off may live for hours: keep nothing of the request it
+        # does not need.
+        del environ, sink
         if answer.handoff is not None:
             return await self._hand_off(answer.handoff, request)
         if answer.more:

@@ -1,13 +1,16 @@
 """A WebSocket on the front's event loop (wsproto does the framing).
 
-One task per socket reads it: it answers pings, sends a ping of its own
-every ``ping_interval`` (Coder's ``httpapi.Heartbeat``: 15 s) and closes a
-peer that has not answered one by the next (``Ping failed``), takes the
-close handshake, and queues whole messages for the handler (a bounded
-queue: a peer that sends faster than the handler reads is slowed by TCP, not
-buffered). Writes go out whole, one at a time, and fail when the peer takes
-nothing for ``write_timeout`` seconds (Coder gives a frame 10 s), which ends
-the socket: a client that stops reading holds nothing of the server's.
+One task per socket reads it: it answers pings, takes the close handshake
+and queues whole messages for the handler (a bounded queue: a peer that
+sends faster than the handler reads is slowed by TCP, not buffered). One
+heartbeat per event loop, not a timer per socket, pings every socket that
+has been silent for ``ping_interval`` (Coder's ``httpapi.Heartbeat``: 15 s)
+and closes one that has not answered by the next (``Ping failed``), so ten
+thousand idle sockets cost one periodic task. Writes go out whole, one at a
+time, and fail when the peer takes nothing for ``write_timeout`` seconds
+(Coder gives a frame 10 s), which ends the socket: a client that stops
+reading holds nothing of the server's. ``one_way`` sockets (the server only
+writes) close on any data message, as coder/websocket's ``CloseRead`` does.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
@@ -25,13 +29,11 @@ from wsproto.events import (
     CloseConnection,
     Message,
     Ping,
-    Pong,
     TextMessage,
 )
 from wsproto.utilities import RemoteProtocolError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PING_INTERVAL_SECONDS = 15.0
 WRITE_TIMEOUT_SECONDS = 10.0
@@ -69,6 +71,42 @@ def close_reason(text: str) -> str:
     return data.decode(errors="ignore")
 
 
+class _Heartbeat:
+    """Pings the silent sockets of one event loop; one task for them all."""
+
+    def __init__(self) -> None:
+        self.sockets: set[WebSocket] = set()
+        self.tick = 1.0
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, ws: WebSocket) -> None:
+        self.sockets.add(ws)
+        self.tick = min(self.tick, ws.ping_interval / 4)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="ws-heartbeat")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.sockets:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for ws in list(self.sockets):
+                ws._beat(now)
+
+
+_heartbeats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeat] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _heartbeat() -> _Heartbeat:
+    loop = asyncio.get_running_loop()
+    beat = _heartbeats.get(loop)
+    if beat is None:
+        beat = _heartbeats[loop] = _Heartbeat()
+    return beat
+
+
 class WebSocket:
     def __init__(
         self,
@@ -81,28 +119,66 @@ class WebSocket:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         one_way: bool = False,
     ) -> None:
+        loop = asyncio.get_running_loop()
         self._reader = reader
         self._writer = writer
         self._ws = Connection(ConnectionType.SERVER)
-        self._ping_interval = ping_interval
+        self.ping_interval = ping_interval
         self._write_timeout = write_timeout
         self._max = max_message_bytes
         self._one_way = one_way
-        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue(QUEUE_MESSAGES)
+        # Created on the first receive(): a socket only written to (a
+        # follow) never needs one.
+        self._messages: asyncio.Queue[str | bytes | None] | None = None
         self._write_lock = asyncio.Lock()
-        self._closed = asyncio.Event()
+        self._closed = False
+        self._closed_event: asyncio.Event | None = None
+        self._on_close: list[Callable[[], Any]] = []
         self.close_code: int | None = None
         self.close_reason = ""
-        self._awaiting_pong = False
+        self._heard_at = loop.time()
+        self._pinged_at: float | None = None
         self._initial = initial
-        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="ws-read")
+        self._heartbeat = _heartbeat()
+        self._heartbeat.add(self)
+        self._task = loop.create_task(self._read_loop(), name="ws-read")
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._closed:
+            return
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
+        await self._closed_event.wait()
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Calls ``callback()`` once the socket closes (at once if it has):
+        how a handler that only writes learns that its client left without a
+        task of its own watching."""
+        if self._closed:
+            callback()
+        else:
+            self._on_close.append(callback)
+
+    def _mark_closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._heartbeat.sockets.discard(self)
+        if self._closed_event is not None:
+            self._closed_event.set()
+        if self._messages is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._messages.put_nowait(None)
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a WebSocket close callback failed")
 
     # -- sending --------------------------------------------------------
 
@@ -113,7 +189,7 @@ class WebSocket:
         await self._send(BytesMessage(data=data))
 
     async def _send(self, event: Any) -> None:
-        if self.closed:
+        if self._closed:
             raise ConnectionClosed(self.close_code or GOING_AWAY, self.close_reason)
         await self._write(self._ws.send(event))
 
@@ -122,6 +198,7 @@ class WebSocket:
             if self._writer.is_closing():
                 self._lost(GOING_AWAY, "connection lost")
                 raise ConnectionClosed(GOING_AWAY, "connection lost")
+            # One write per frame: frames never interleave on the transport.
             self._writer.write(data)
             try:
                 async with asyncio.timeout(self._write_timeout):
@@ -132,12 +209,31 @@ class WebSocket:
                 self._lost(INTERNAL_ERROR, reason)
                 raise ConnectionClosed(INTERNAL_ERROR, reason) from None
 
+    # -- keeping alive --------------------------------------------------
+
+    def _beat(self, now: float) -> None:
+        if self._closed:
+            return
+        if self._pinged_at is not None:
+            if now - self._pinged_at >= self.ping_interval:
+                asyncio.get_running_loop().create_task(self.close(GOING_AWAY, "Ping failed"))
+            return
+        if now - self._heard_at >= self.ping_interval:
+            self._pinged_at = now
+            asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        with contextlib.suppress(ConnectionClosed, RemoteProtocolError, Exception):
+            await self._write(self._ws.send(Ping(b"agentplane")))
+
     # -- receiving ------------------------------------------------------
 
     async def receive(self) -> str | bytes:
         """The next whole message; ConnectionClosed once the socket is done."""
-        if self.closed and self._messages.empty():
-            raise ConnectionClosed(self.close_code or GOING_AWAY, self.close_reason)
+        if self._messages is None:
+            self._messages = asyncio.Queue(QUEUE_MESSAGES)
+            if self._closed:
+                self._messages.put_nowait(None)
         message = await self._messages.get()
         if message is None:
             # Leave the marker for any other waiter.
@@ -158,47 +254,40 @@ class WebSocket:
     async def _read_loop(self) -> None:
         parts: list[Any] = []
         size = 0
+        loop = asyncio.get_running_loop()
         try:
-            if self._initial:
-                self._ws.receive_data(self._initial)
-                self._initial = b""
-                parts, size = await self._handle_events(parts, size)
-            while not self.closed:
-                try:
-                    async with asyncio.timeout(self._ping_interval):
-                        data = await self._reader.read(READ_CHUNK)
-                except TimeoutError:
-                    if self._awaiting_pong:
-                        await self.close(GOING_AWAY, "Ping failed")
-                        return
-                    self._awaiting_pong = True
-                    await self._write(self._ws.send(Ping(b"agentplane")))
-                    continue
-                self._ws.receive_data(data or None)
-                parts, size = await self._handle_events(parts, size)
+            data = self._initial
+            self._initial = b""
+            while not self._closed:
                 if not data:
-                    self._lost(GOING_AWAY, "connection lost")
+                    data = await self._reader.read(READ_CHUNK)
+                    if not data:
+                        self._ws.receive_data(None)
+                        self._lost(GOING_AWAY, "connection lost")
+                        return
+                self._heard_at = loop.time()
+                self._pinged_at = None  # any traffic shows the peer is alive
+                self._ws.receive_data(data)
+                data = b""
+                parts, size = await self._handle_events(parts, size)
         except ConnectionClosed:
             pass
         except RemoteProtocolError as err:
-            await self._fail(PROTOCOL_ERROR, str(err))
-        except (ConnectionError, OSError):
+            await self.close(PROTOCOL_ERROR, str(err))
+        except OSError:
             self._lost(GOING_AWAY, "connection lost")
         finally:
             self._finish()
 
     async def _handle_events(self, parts: list[Any], size: int) -> tuple[list[Any], int]:
         for event in self._ws.events():
-            self._awaiting_pong = False  # any traffic shows the peer is alive
             if isinstance(event, Message):
                 if self._one_way:
-                    # As coder/websocket's CloseRead: a stream only the
-                    # server writes closes on any data from the client.
-                    await self._fail(POLICY_VIOLATION, "unexpected data message")
+                    await self.close(POLICY_VIOLATION, "unexpected data message")
                     raise ConnectionClosed(POLICY_VIOLATION, "unexpected data message")
                 size += len(event.data)
                 if size > self._max:
-                    await self._fail(MESSAGE_TOO_BIG, "message too big")
+                    await self.close(MESSAGE_TOO_BIG, "message too big")
                     raise ConnectionClosed(MESSAGE_TOO_BIG, "message too big")
                 parts.append(event.data)
                 if event.message_finished:
@@ -207,17 +296,17 @@ class WebSocket:
                     else:
                         message = b"".join(parts)
                     parts, size = [], 0
+                    if self._messages is None:
+                        self._messages = asyncio.Queue(QUEUE_MESSAGES)
                     await self._messages.put(message)
             elif isinstance(event, Ping):
                 await self._write(self._ws.send(event.response()))
-            elif isinstance(event, Pong):
-                pass
             elif isinstance(event, CloseConnection):
                 self.close_code, self.close_reason = event.code, event.reason or ""
                 if self._ws.state is ConnectionState.REMOTE_CLOSING:
                     with contextlib.suppress(ConnectionClosed):
                         await self._write(self._ws.send(event.response()))
-                self._closed.set()
+                self._mark_closed()
                 raise ConnectionClosed(event.code, event.reason or "")
         return parts, size
 
@@ -226,35 +315,30 @@ class WebSocket:
     async def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Sends a close frame (if the socket is still open) and ends it. The
         peer's answering close frame is not waited for beyond a second."""
-        if self.closed:
+        if self._closed:
             return
         self.close_code, self.close_reason = code, close_reason(reason)
         if self._ws.state is ConnectionState.OPEN:
-            with contextlib.suppress(ConnectionClosed, RemoteProtocolError, Exception):
+            with contextlib.suppress(Exception):
                 await self._write(
                     self._ws.send(CloseConnection(code=code, reason=self.close_reason))
                 )
-        self._closed.set()
+        self._mark_closed()
         self._writer.close()
         if asyncio.current_task() is not self._task:
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(1):
                     await asyncio.shield(self._task)
 
-    async def _fail(self, code: int, reason: str) -> None:
-        await self.close(code, reason)
-
     def _lost(self, code: int, reason: str) -> None:
-        if not self.closed:
+        if not self._closed:
             self.close_code, self.close_reason = code, reason
-        self._closed.set()
+        self._mark_closed()
         self._writer.close()
 
     def _finish(self) -> None:
-        self._closed.set()
+        self._mark_closed()
         self._writer.close()
-        with contextlib.suppress(asyncio.QueueFull):
-            self._messages.put_nowait(None)
 
     async def aclose(self) -> None:
         """Ends the socket and its reader task (the handler is done)."""
@@ -263,30 +347,3 @@ class WebSocket:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-
-
-async def until_closed(ws: WebSocket, source: AsyncIterator[T]) -> AsyncIterator[T]:
-    """The items of ``source`` until it ends or the socket closes (the
-    client left): a handler that only writes still notices at once, and
-    ``source`` is closed either way."""
-    closed = asyncio.ensure_future(ws.wait_closed())
-    try:
-        while True:
-            item = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({item, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if item not in done:
-                item.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await item
-                return
-            try:
-                value = item.result()
-            except StopAsyncIteration:
-                return
-            yield value
-    finally:
-        closed.cancel()
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
