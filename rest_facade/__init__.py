@@ -12,6 +12,7 @@ from werkzeug.routing import BaseConverter
 from rest_facade.coderjson import respond
 from rest_facade.core import CoreClient
 from rest_facade.errors import error_response, rpc_error_response
+from rest_facade.metrics import ROUTE_KEY
 from rest_facade.parse import session_token
 from rest_facade.streams import EXTENSION as STREAMS_EXTENSION
 from rest_facade.streams import StreamSlots
@@ -53,10 +54,17 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
     for module in (manifest, gitsshkey, connection, identity, agents, logs):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
     # Agent status (issue 4): app health/status, stats, external auth, reinit.
-    from rest_facade.routes import apps, externalauth, reinit, stats
+    from rest_facade.routes import apps, buildinfo, externalauth, metrics, reinit, stats
 
-    for module in (apps, stats, externalauth, reinit):
+    for module in (apps, stats, externalauth, reinit, buildinfo):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
+    app.register_blueprint(metrics.bp)
+
+    @app.before_request
+    def _route_for_logs() -> None:
+        # The route's template names the request in logs and metrics.
+        if request.url_rule is not None:
+            request.environ[ROUTE_KEY] = request.url_rule.rule
 
     @app.before_request
     def _limit_body() -> Response | None:

@@ -8,6 +8,7 @@ event loop."""
 
 from __future__ import annotations
 
+import contextvars
 import re
 import threading
 from collections.abc import Callable
@@ -31,22 +32,29 @@ CHANNEL_OPTIONS = (
 # Unary calls answer in milliseconds; the deadline only bounds a stuck core.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SESSION_TOKEN_METADATA = "coder-session-token"
+REQUEST_ID_METADATA = "x-request-id"
+# The request being served (set by the front for a view's thread and for a
+# hand-off's task): passed to the core so both logs name the same request.
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 # What a gRPC metadata value may hold: printable ASCII.
 _NOT_METADATA = re.compile(r"[^\x20-\x7e]")
 
 
 def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    """The caller's token as the core reads it. A token with characters gRPC
+    """The caller's token as the core reads it, with the request's id when
+    one is being served (REQUEST_ID). A token with characters gRPC
     metadata cannot carry (non-ASCII, control characters: possible in a
     cookie, a query parameter or a latin-1 header) goes with those replaced
     by "?", the same length: no valid token has them, so the core refuses it
     with the same 401 as any malformed token (grpc would otherwise fail the
     call before sending it: a 500)."""
+    rid = REQUEST_ID.get()
+    extra = ((REQUEST_ID_METADATA, rid),) if rid else ()
     if not token:
-        return ()
+        return extra
     if not (token.isascii() and token.isprintable()):
         token = _NOT_METADATA.sub("?", token)
-    return ((SESSION_TOKEN_METADATA, token),)
+    return ((SESSION_TOKEN_METADATA, token), *extra)
 
 
 class CoreClient:
@@ -57,7 +65,7 @@ class CoreClient:
         self._channel: grpc.Channel | None = None
         self._stubs: dict[type, Any] = {}
 
-    def _stub(self, factory: Callable[[grpc.Channel], T]) -> T:
+    def stub(self, factory: Callable[[grpc.Channel], T]) -> T:
         stub = self._stubs.get(factory)  # type: ignore[call-overload]
         if stub is not None:
             return stub
@@ -69,23 +77,23 @@ class CoreClient:
 
     @property
     def agent(self) -> agent_pb2_grpc.AgentStub:
-        return self._stub(agent_pb2_grpc.AgentStub)
+        return self.stub(agent_pb2_grpc.AgentStub)
 
     @property
     def workspace_agents(self) -> workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub:
-        return self._stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
+        return self.stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
 
     @property
     def logs(self) -> logs_pb2_grpc.LogsServiceStub:
-        return self._stub(logs_pb2_grpc.LogsServiceStub)
+        return self.stub(logs_pb2_grpc.LogsServiceStub)
 
     @property
     def me(self) -> me_pb2_grpc.MeServiceStub:
-        return self._stub(me_pb2_grpc.MeServiceStub)
+        return self.stub(me_pb2_grpc.MeServiceStub)
 
     @property
     def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:
-        return self._stub(identity_pb2_grpc.InstanceIdentityServiceStub)
+        return self.stub(identity_pb2_grpc.InstanceIdentityServiceStub)
 
     def call(
         self,

@@ -177,10 +177,11 @@ def serve_wsgi(app: object, address: str) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(_serve(load_settings()))
+    from server.logconfig import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    asyncio.run(_serve(settings))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
 from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
+from agentplane.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents_pb2_grpc
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
@@ -30,6 +31,9 @@ from server.identity.servicer import InstanceIdentityServicer
 from server.logs.servicer import LogsServicer
 from server.me.servicer import MeServicer
 from server.me.wakeups import Wakeups
+from server.metrics.interceptor import ObservingInterceptor
+from server.metrics.series import CoreMetrics
+from server.metrics.servicer import MetricsServicer
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.tailnet.servicer import TailnetServicer
@@ -47,6 +51,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     logs_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
+    metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
 )
 
 
@@ -64,6 +69,8 @@ class Core:
     reports: ReportBuffers | None = None
     # Group commit of agents' log batches (keeps a connection, maybe a thread).
     log_writer: LogWriter | None = None
+    # This core's Prometheus series.
+    metrics: CoreMetrics | None = None
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -110,14 +117,17 @@ def create_server(
         access_url=settings.effective_access_url,
         disable_direct=settings.disable_direct_connections,
     )
+    metrics = CoreMetrics()
+    metrics.watch_agents(sessions.status_counts)
     server = grpc.aio.server(
+        interceptors=[ObservingInterceptor(metrics)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)
     agent_pb2_grpc.add_AgentServicer_to_server(agent_servicer, server)
@@ -141,6 +151,9 @@ def create_server(
     identity_pb2_grpc.add_InstanceIdentityServiceServicer_to_server(
         InstanceIdentityServicer(db=db, clock=clock, trust=identity), server
     )
+    metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
+        MetricsServicer(auth=auth, metrics=metrics), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -160,6 +173,7 @@ def create_server(
         wakeups=wakeups,
         reports=agent_servicer.reports,
         log_writer=agent_servicer.log_writer,
+        metrics=metrics,
     )
 
 

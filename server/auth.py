@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 import time
@@ -47,6 +48,38 @@ def metadata_value(metadata: Iterable[Any] | None, key: str) -> str | None:
         if k == key:
             return v if isinstance(v, str) else v.decode("utf-8", "replace")
     return None
+
+
+REQUEST_ID_METADATA = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def caller_kind(metadata: Iterable[Any] | None) -> str:
+    """What kind of credential a call carries, for logs and metrics only
+    (never for a decision): admin, agent, user or anonymous."""
+    if metadata_value(metadata, AUTHORIZATION_METADATA):
+        return "admin"
+    token = metadata_value(metadata, SESSION_TOKEN_METADATA)
+    if not token:
+        return "anonymous"
+    try:
+        uuid.UUID(token)
+    except ValueError:
+        return "user"
+    return "agent"
+
+
+def has_admin_credential(context: Any) -> bool:
+    """The call carries an ``authorization`` credential (the admin token's
+    place), so it is to be checked as the admin's."""
+    return bool(metadata_value(context.invocation_metadata(), AUTHORIZATION_METADATA))
+
+
+def request_id(metadata: Iterable[Any] | None) -> str:
+    """The facade's request id for this call, if it is a plain token (it
+    goes into log lines as is)."""
+    value = metadata_value(metadata, REQUEST_ID_METADATA) or ""
+    return value if _REQUEST_ID.match(value) else ""
 
 
 def hash_agent_token(token: uuid.UUID | str) -> str:

@@ -45,6 +45,7 @@ SERVER_FLAGS = (
     ("--external-auth-listen-timeout-seconds", "longest me/external-auth?listen wait (300)"),
     ("--announcement-banners-file", "agent banners, JSON or YAML list (default: none)"),
     ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
+    ("--log-format", "text (a terminal) or json (log shippers); default text"),
 )
 
 
@@ -187,10 +188,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         )
     except SettingsError as err:
         return fail(str(err))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from server.logconfig import configure_logging
+
+    configure_logging(settings.log_format)
     return asyncio.run(_serve(settings))
 
 

@@ -114,6 +114,8 @@ class Settings:
     announcement_banners_file: Path | None = None
     # Server-Sent Events keep-alive (`me/reinit`); Coder pings every 15 s.
     sse_keepalive_seconds: int = 15
+    # Log lines as text (a terminal) or JSON (log shippers).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         for name in ("http_address", "grpc_address"):
@@ -128,6 +130,8 @@ class Settings:
                 "database_url must be sqlite:///PATH or postgresql://..., "
                 f"got {self.database_url!r}"
             )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"log_format must be text or json, got {self.log_format!r}")
         if self.max_body_bytes <= 0:
             raise SettingsError("max_body_bytes must be positive")
         for name in (

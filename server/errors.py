@@ -166,9 +166,14 @@ def database_busy(exc: BaseException) -> bool:
 def _unexpected_status(exc: Exception, method: Callable[..., Any]) -> grpc.Status:
     """The status for an exception that is not a DomainError (called while
     it is being handled)."""
+    from server.metrics.series import DATABASE_ERRORS
+
     if database_busy(exc):
+        DATABASE_ERRORS.labels("busy").inc()
         log.warning("%s: %s", method.__qualname__, getattr(exc, "orig", exc))
         return to_status(Unavailable(DATABASE_BUSY))
+    if getattr(exc, "orig", None) is not None:
+        DATABASE_ERRORS.labels("other").inc()
     log.exception("unhandled error in %s", method.__qualname__)
     return internal_status(exc)
 

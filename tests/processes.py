@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,10 +57,16 @@ class Server:
         self.proc = subprocess.Popen(
             self.args, env=self.env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
         )
+        # Drained all along: the server logs a line per request, and a full
+        # pipe would stop it.
+        self.stderr_lines: list[str] = []
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stderr.read().decode()}")
+                self._drain.join(10)
+                raise AssertionError(f"server exited: {self.stderr}")
             try:
                 with urllib.request.urlopen(f"http://{self.http}/healthz", timeout=1) as r:
                     if r.status == 200:
@@ -67,6 +74,17 @@ class Server:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         raise AssertionError("server did not become ready within 60 s")
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        return "".join(self.stderr_lines)
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -95,7 +113,7 @@ class Server:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
-            self.proc.stderr.close()
+            self._drain.join(10)
 
     def kill(self) -> None:
         """SIGKILL the whole server (core and facade): no chance to clean up."""
@@ -108,4 +126,4 @@ class Server:
         for pid in facade:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-        self.proc.stderr.close()
+        self._drain.join(10)

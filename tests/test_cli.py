@@ -118,3 +118,24 @@ def test_server_refuses_a_newer_schema(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "9999_future" in done.stderr and "newer agentplane" in done.stderr
+
+
+def test_json_logs_from_a_real_server(tmp_path: Path) -> None:
+    """--log-format json: every line on stderr is one JSON object, and a
+    request leaves an access-log line on each side with one request id."""
+    server = Server(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        env={"AGENTPLANE_LOG_FORMAT": "json"},
+    ).start()
+    try:
+        status, _body = server.get("/workspaceagents/connection", None)
+        assert status == 401
+    finally:
+        assert server.stop() == 0
+    lines = [json.loads(line) for line in server.stderr_lines if line.strip().startswith("{")]
+    assert lines, server.stderr
+    http_lines = [x for x in lines if x.get("route") == "/api/v2/workspaceagents/connection"]
+    assert http_lines and http_lines[0]["status"] == 401 and http_lines[0]["caller"] == "anonymous"
+    rpc = [x for x in lines if x.get("request_id") == http_lines[0]["request_id"] and "code" in x]
+    assert rpc and rpc[0]["code"] == "UNAUTHENTICATED"

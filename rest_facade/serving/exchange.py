@@ -72,6 +72,10 @@ class Exchange:
         self.request = request
         self.core = core
         self.answered = False
+        # What the handler answered (for the access log): the status, and
+        # whether the answer stayed open (a WebSocket, a stream, an upgrade).
+        self.status = 0
+        self.long_lived = False
 
     # -- plain answers ------------------------------------------------------
 
@@ -83,7 +87,7 @@ class Exchange:
         content_type: str = CONTENT_TYPE,
         headers: Iterable[Header] = (),
     ) -> None:
-        self._answering()
+        self._answering(status)
         head = [(b"content-type", content_type.encode()), *headers]
         await self._connection.send_whole(status, head, body)
 
@@ -105,29 +109,31 @@ class Exchange:
     async def websocket(self, **options: Any) -> WebSocket:
         """Completes the WebSocket handshake (or answers 400 in Coder's
         envelope and raises Refused). ``options`` go to WebSocket."""
-        self._answering()
+        self._answering(101, long_lived=True)
         return await self._connection.accept_websocket(self.request, **options)
 
     async def stream(self, status: int, headers: Iterable[Header]) -> Stream:
         """Starts a streamed answer (chunked): ``send`` pieces, then ``end``."""
-        self._answering()
+        self._answering(status, long_lived=True)
         await self._connection.send_head(status, list(headers))
         return Stream(self._connection)
 
     async def upgrade(self, protocol: str, headers: Iterable[Header] = ()) -> RawStream:
         """Answers 101 Switching Protocols to ``protocol`` and returns the
         connection's byte stream."""
-        self._answering()
+        self._answering(101, long_lived=True)
         return await self._connection.switch_protocols(protocol, list(headers))
 
     async def wait_disconnected(self) -> None:
         """Returns when the client has gone (for answers that only write)."""
         await self._connection.wait_disconnected()
 
-    def _answering(self) -> None:
+    def _answering(self, status: int, *, long_lived: bool = False) -> None:
         if self.answered:
             raise RuntimeError("this request has already been answered")
         self.answered = True
+        self.status = status
+        self.long_lived = long_lived
 
 
 class Stream:

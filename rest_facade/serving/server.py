@@ -23,6 +23,7 @@ import email.utils
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,10 +32,19 @@ import h11
 from wsproto.utilities import generate_accept_token
 
 from rest_facade.coderjson import CONTENT_TYPE, dumps_bytes
+from rest_facade.core import REQUEST_ID
 from rest_facade.errors import envelope
+from rest_facade.metrics import UNROUTED, FacadeMetrics, caller_kind, route_of
 from rest_facade.serving import websocket as ws_mod
 from rest_facade.serving.exchange import Exchange, Handoff, RawStream, Refused
-from rest_facade.serving.wsgi import Answer, Header, Request, environ_for, run_app
+from rest_facade.serving.wsgi import (
+    REQUEST_ID_KEY,
+    Answer,
+    Header,
+    Request,
+    environ_for,
+    run_app,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +100,22 @@ class FrontServer:
     """Serves ``app`` (a WSGI callable, the Flask facade) on a listening
     socket. ``core`` is the async core client handed to handlers."""
 
-    def __init__(self, app: Callable[..., Any], *, core: Any, limits: Limits) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        core: Any,
+        limits: Limits,
+        metrics: FacadeMetrics | None = None,
+    ) -> None:
         self.app = app
         self.core = core
         self.limits = limits
+        self.metrics = metrics or FacadeMetrics()
+        extensions = getattr(app, "extensions", None)
+        if extensions is not None:
+            # The facade's /metrics adds these to the core's.
+            extensions["agentplane.metrics"] = self.metrics
         self._pool = ThreadPoolExecutor(max_workers=limits.threads, thread_name_prefix="facade")
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -121,10 +143,12 @@ class FrontServer:
             await connection.refuse_busy()
             return
         self._connections.add(connection)
+        self.metrics.connections.inc()
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self.metrics.connections.dec()
 
     async def close(self, grace: float = 10.0) -> None:
         """Stops accepting, lets requests in progress finish (``grace``
@@ -303,23 +327,53 @@ class _Connection:
         """Runs the app (or its hand-off) for one request; whether the
         connection may serve another."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        rid = uuid.uuid4().hex[:16]
+        REQUEST_ID.set(rid)
         environ = environ_for(request)
+        environ[REQUEST_ID_KEY] = rid
         sink = self._sink(loop, request)
+        status = 500
+        keep = False
+        long_lived = False
+        route = UNROUTED
         try:
-            answer: Answer = await loop.run_in_executor(
-                self.server._pool, run_app, self.server.app, environ, sink
+            try:
+                answer: Answer = await loop.run_in_executor(
+                    self.server._pool, run_app, self.server.app, environ, sink
+                )
+            except (_Closed, ConnectionError, TimeoutError):
+                return False
+            route = route_of(environ)
+            # A hand-off may live for hours: keep nothing of the request it
+            # does not need.
+            del environ, sink
+            status = answer.status
+            if answer.handoff is not None:
+                exchange = Exchange(self, request, self.server.core)
+                self.server.metrics.stream_opened(route)
+                try:
+                    keep = await self._hand_off(answer.handoff, exchange)
+                finally:
+                    self.server.metrics.stream_closed(route)
+                    status, long_lived = exchange.status or 499, exchange.long_lived
+                return keep
+            if answer.more:
+                keep = not answer.close and self.h11.our_state is h11.DONE
+                return keep
+            await self.send_whole(answer.status, answer.headers, answer.body, request=request)
+            keep = not answer.close
+            return keep
+        finally:
+            self.server.metrics.answered(
+                method=request.method,
+                route=route,
+                status=status,
+                seconds=time.perf_counter() - started,
+                kind=caller_kind(request.path_bytes.decode("latin-1"), request.has_credentials),
+                request_id=rid,
+                stream=long_lived,
             )
-        except (_Closed, ConnectionError, TimeoutError):
-            return False
-        # A hand-off may live for hours: keep nothing of the request it
-        # does not need.
-        del environ, sink
-        if answer.handoff is not None:
-            return await self._hand_off(answer.handoff, request)
-        if answer.more:
-            return not answer.close and self.h11.our_state is h11.DONE
-        await self.send_whole(answer.status, answer.headers, answer.body, request=request)
-        return not answer.close
 
     def _sink(self, loop: asyncio.AbstractEventLoop, request: Request) -> Callable[..., None]:
         timeout = self.limits.write_timeout + 5
@@ -338,8 +392,8 @@ class _Connection:
         else:
             await self.send_data(piece, request=request)
 
-    async def _hand_off(self, handoff: Handoff, request: Request) -> bool:
-        exchange = Exchange(self, request, self.server.core)
+    async def _hand_off(self, handoff: Handoff, exchange: Exchange) -> bool:
+        request = exchange.request
         self._handing_off = True
         try:
             await handoff.run(exchange)
@@ -482,6 +536,14 @@ class _Connection:
     async def _raw_error(self, status: int, message: str, detail: str = "") -> None:
         """An answer written outside h11's state machine (the request could
         not be read), always closing the connection."""
+        self.server.metrics.answered(
+            method="-",
+            route=UNROUTED,
+            status=status,
+            seconds=0.0,
+            kind="anonymous",
+            request_id="-",
+        )
         body = _envelope_bytes(message, detail)
         reason = {
             400: b"Bad Request",

@@ -25,6 +25,8 @@ HANDOFF_KEY = "agentplane.handoff"
 # HTTP_UPGRADE key: werkzeug's router refuses a WebSocket handshake on any
 # rule not marked for WebSockets with an HTML 400, and here the view decides.
 UPGRADE_KEY = "agentplane.upgrade"
+# The request's id (logs on both sides; the core gets it as x-request-id).
+REQUEST_ID_KEY = "agentplane.request_id"
 STREAM_CHUNK_BYTES = 64 << 10
 
 Header = tuple[bytes, bytes]
@@ -59,6 +61,17 @@ class Request:
             if key == name:
                 return value
         return None
+
+    @property
+    def has_credentials(self) -> bool:
+        """Carries something that may be a session token (logs only)."""
+        return (
+            any(
+                self.header(name) is not None
+                for name in (b"coder-session-token", b"authorization", b"cookie")
+            )
+            or b"coder_session_token=" in self.query_bytes
+        )
 
     @property
     def upgrade(self) -> str:
@@ -163,6 +176,9 @@ def run_app(
     each chunk to ``sink`` (None at the end) and returns the head marked
     ``more``. ``sink`` blocks until the connection took the data and raises
     if the client is gone, which ends the app's iteration."""
+    from rest_facade.core import REQUEST_ID
+
+    REQUEST_ID.set(environ.get(REQUEST_ID_KEY, ""))
     start = _StartResponse()
     result = app(environ, start)
     try:

@@ -198,6 +198,18 @@ class AgentSessions:
         with self._lock:
             return len(self._sessions)
 
+    def status_counts(self) -> dict[str, int]:
+        """This replica's tracked agents by connection status as Coder would
+        derive it now: connected while held or heard from within the
+        inactivity timeout, disconnected (until the sweep writes it) after."""
+        now = self._clock.now()
+        counts = {"connected": 0, "disconnected": 0}
+        with self._lock:
+            for session in self._sessions.values():
+                live = session.holds > 0 or now - session.last_seen <= self._inactive
+                counts["connected" if live else "disconnected"] += 1
+        return counts
+
     # -- writes ------------------------------------------------------------------
     def _write_connected(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
         with self._db.engine.begin() as conn:

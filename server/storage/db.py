@@ -76,6 +76,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": LOCK_WAIT_SECONDS},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -84,6 +85,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
         return engine
     engine = sa.create_engine(
         url,
+        # Errors (and so the log) never carry a statement's parameters:
+        # tokens, log lines and users' text stay out of the server log.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
