@@ -8,6 +8,7 @@ import datetime as dt
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.derp.v1 import derp_pb2, derp_pb2_grpc
 from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
@@ -25,6 +26,7 @@ from server.agentapi.writebehind import ReportBuffers
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
+from server.derp.servicer import DERPServicer
 from server.identity.login import IdentityTrust, load_identity_trust
 from server.identity.servicer import InstanceIdentityServicer
 from server.logs.servicer import LogsServicer
@@ -47,6 +49,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     logs_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
+    derp_pb2.DESCRIPTOR.services_by_name["DERPService"].full_name,
 )
 
 
@@ -140,6 +143,9 @@ def create_server(
     )
     identity_pb2_grpc.add_InstanceIdentityServiceServicer_to_server(
         InstanceIdentityServicer(db=db, clock=clock, trust=identity), server
+    )
+    derp_pb2_grpc.add_DERPServiceServicer_to_server(
+        DERPServicer(db=db, clock=clock, auth=auth), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
