@@ -44,7 +44,8 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from rest_facade.wire.yamux import YamuxError, YamuxSession, YamuxStream
+from rest_facade.wire.transport import ByteTransport
+from rest_facade.wire.yamux import YamuxConfig, YamuxError, YamuxSession, YamuxStream
 
 log = logging.getLogger(__name__)
 
@@ -508,6 +509,26 @@ class DRPCServer:
             await writer.write(KIND_CLOSE_SEND)
         except YamuxError:
             pass
+
+
+async def serve_session(
+    transport: ByteTransport,
+    handlers: Mapping[str, Handler],
+    *,
+    config: YamuxConfig | None = None,
+    invoke_timeout: float = 60.0,
+) -> YamuxSession:
+    """Serves dRPC on a yamux session (the server side) over ``transport``
+    until the session ends; returns it ended, with ``close_code`` and
+    ``close_reason`` set and no task of it left."""
+    session = YamuxSession(transport, client=False, config=config).start()
+    try:
+        await DRPCServer(handlers, invoke_timeout=invoke_timeout).serve(session)
+    finally:
+        if not session.closed:
+            await session.close()
+        await session.wait_closed()
+    return session
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
