@@ -164,7 +164,8 @@ class _Client:
                     self.packet_bytes -= len(data)
                     batch += data
                 try:
-                    await asyncio.wait_for(self.transport.write(bytes(batch)), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self.transport.write(bytes(batch))
                 except TimeoutError:
                     self.close(f"write timed out after {timeout:g}s (the client is not reading)")
                     return

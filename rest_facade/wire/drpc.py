@@ -428,11 +428,12 @@ class DRPCServer:
         try:
             while True:
                 waiting = current is None or current[2].done()
-                timeout = self._invoke_timeout if waiting else None
+                # asyncio.timeout, not wait_for: no task per packet read.
                 try:
-                    packet = await asyncio.wait_for(reader.read_packet(), timeout)
+                    async with asyncio.timeout(self._invoke_timeout if waiting else None):
+                        packet = await reader.read_packet()
                 except TimeoutError:
-                    log.debug("yamux stream %s: no invoke within %ss", stream.id, timeout)
+                    log.debug("yamux stream %s: no invoke in time", stream.id)
                     stream.reset()
                     return
                 if packet is None:

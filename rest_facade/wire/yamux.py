@@ -445,7 +445,9 @@ class YamuxSession:
                 self._out_room.set()
                 timeout = self.config.close_timeout if self.closed else self.config.write_timeout
                 try:
-                    await asyncio.wait_for(self._transport.write(data), timeout)
+                    # asyncio.timeout, not wait_for: no task per write.
+                    async with asyncio.timeout(timeout):
+                        await self._transport.write(data)
                 except TimeoutError:
                     self._terminate(
                         GO_AWAY_INTERNAL_ERROR,
