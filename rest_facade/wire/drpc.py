@@ -340,7 +340,8 @@ class ServerCall:
     rpc: str
     metadata: dict[str, str]
     _writer: PacketWriter
-    _inbox: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(1))
+    # One message ahead and the close-send: a unary request never waits.
+    _inbox: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(2))
     _recv_closed: bool = False
     _eof_queued: bool = False
 

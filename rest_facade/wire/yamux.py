@@ -62,6 +62,9 @@ GO_AWAY_NORMAL = 0
 GO_AWAY_PROTOCOL_ERROR = 1
 GO_AWAY_INTERNAL_ERROR = 2
 
+# How long an accepted stream's ACK waits for a frame to ride on. hashicorp's
+# client gives up on a stream not ACKed within 75 s (StreamOpenTimeout).
+ACK_DELAY = 0.02
 # The spec's initial (and, here, the only) per-stream window.
 INITIAL_WINDOW = 256 << 10
 _MAX_UINT32 = (1 << 32) - 1
@@ -130,6 +133,9 @@ class YamuxStream:
         self._write_lock = asyncio.Lock()
         # Locally opened and not answered yet (see YamuxSession.open_stream).
         self._holds_open_slot = False
+        # Accepted, ACK not sent yet: it rides on the first frame we send,
+        # or goes alone after ACK_DELAY (see YamuxSession.accept).
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.id}>"
@@ -188,7 +194,7 @@ class YamuxStream:
                 await self._session._wait_write_room()
                 self._check_writable()
                 n = min(self._send_window, len(view))
-                self._session._queue_frame(TYPE_DATA, 0, self.id, n, view[:n])
+                self._session._queue_frame(TYPE_DATA, self._flags(), self.id, n, view[:n])
                 self._send_window -= n
                 view = view[n:]
 
@@ -205,7 +211,7 @@ class YamuxStream:
                 return
             self._local_closed = True
             if not self._session.closed:
-                self._session._queue_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, self.id, 0)
+                self._session._queue_frame(TYPE_WINDOW_UPDATE, FLAG_FIN | self._flags(), self.id, 0)
             if self._remote_closed:
                 self._session._forget(self)
 
@@ -214,9 +220,22 @@ class YamuxStream:
         if self._reset or (self._local_closed and self._remote_closed):
             return
         if not self._session.closed:
-            self._session._queue_frame(TYPE_WINDOW_UPDATE, FLAG_RST, self.id, 0)
+            self._session._queue_frame(TYPE_WINDOW_UPDATE, FLAG_RST | self._flags(), self.id, 0)
         self._mark_reset("stream reset locally")
         self._session._forget(self)
+
+    def _flags(self) -> int:
+        """The ACK still owed to the peer, if any (sent once)."""
+        if self._ack_timer is None:
+            return 0
+        self._ack_timer.cancel()
+        self._ack_timer = None
+        return FLAG_ACK
+
+    def _send_ack(self) -> None:
+        self._ack_timer = None
+        if not self._reset and not self._session.closed:
+            self._session._queue_frame(TYPE_WINDOW_UPDATE, FLAG_ACK, self.id, 0)
 
     # -- session side --------------------------------------------------------
     def _grant_window(self) -> None:
@@ -225,7 +244,7 @@ class YamuxStream:
             return
         self._recv_window += delta
         if not self._session.closed:
-            self._session._queue_frame(TYPE_WINDOW_UPDATE, 0, self.id, delta)
+            self._session._queue_frame(TYPE_WINDOW_UPDATE, self._flags(), self.id, delta)
 
     def _on_data(self, payload: bytes) -> None:
         if self._remote_closed:
@@ -261,6 +280,9 @@ class YamuxStream:
             return
         self._reset = True
         self._reset_reason = reason
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         self._readable.set()
         self._writable.set()
         self._session._release_open_slot(self)
@@ -387,7 +409,10 @@ class YamuxSession:
             await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         if not stream._reset and not self.closed:
-            self._queue_frame(TYPE_WINDOW_UPDATE, FLAG_ACK, stream.id, 0)
+            # The ACK rides on the stream's first frame (a unary answer
+            # follows within microseconds), or goes alone after ACK_DELAY:
+            # one frame, and one wake-up of the peer, less per call.
+            stream._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, stream._send_ack)
         return stream
 
     async def ping(self) -> float:

@@ -347,8 +347,8 @@ def test_frames_for_closed_streams_are_dropped() -> None:
         await peer.send(frame(WINDOW, SYN, 1, 0))
         s = await server.accept()
         s.reset()
-        assert (await peer.frame())[:2] == (WINDOW, ACK)
-        assert (await peer.frame())[:2] == (WINDOW, RST)
+        # The ACK the accept owed rides on the RST.
+        assert (await peer.frame())[:3] == (WINDOW, RST | ACK, 1)
         # Late data for the reset stream is read and dropped.
         await peer.send(frame(DATA, 0, 1, 3, b"abc"))
         await peer.send(frame(PING, SYN, 0, 7))
@@ -386,6 +386,22 @@ def test_remote_go_away_with_error_ends_the_session() -> None:
         await peer.send(frame(GO_AWAY, 0, 0, GO_AWAY_INTERNAL_ERROR))
         await server.wait_closed()
         assert server.close_reason == "peer sent GoAway: internal error"
+        await peer.t.close()
+
+    run(main)
+
+
+def test_ack_rides_on_the_first_frame_or_comes_alone() -> None:
+    async def main() -> None:
+        peer, server = await raw_server(YamuxConfig(keepalive_interval=None))
+        await peer.send(frame(WINDOW, SYN, 1, 0) + frame(WINDOW, SYN, 3, 0))
+        quick = await server.accept()
+        await quick.write(b"answer")
+        assert await peer.frame() == (DATA, ACK, 1, 6, b"answer")
+        # A stream with nothing to say gets its ACK alone, shortly.
+        await server.accept()
+        assert await peer.frame() == (WINDOW, ACK, 3, 0, b"")
+        await server.close()
         await peer.t.close()
 
     run(main)
