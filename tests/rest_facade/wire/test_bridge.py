@@ -14,7 +14,7 @@ import grpc
 import pytest
 from agentplane.logs.v1 import logs_pb2
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
-from coder.tailnet.v2 import tailnet_pb2
+from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -328,5 +328,66 @@ def test_many_concurrent_calls_in_one_session(db, core, provision) -> None:
                 response = agent_pb2.UpdateStatsResponse.FromString(raw)
                 assert response.report_interval == duration_pb2.Duration(seconds=30)
             assert ended == []
+
+    run(main)
+
+
+class TailnetStandIn(tailnet_pb2_grpc.TailnetServicer):
+    """A gRPC Tailnet service that streams, standing in for the core's until
+    the coordination issue implements Coordinate and StreamDERPMaps: it
+    proves the bridge's bidi and server-stream paths on a real gRPC server."""
+
+    async def StreamDERPMaps(self, request, context):
+        token = dict(context.invocation_metadata()).get("coder-session-token")
+        for region in (1, 2, 3):
+            yield tailnet_pb2.DERPMap(
+                regions={region: tailnet_pb2.DERPMap.Region(region_name=token or "")}
+            )
+
+    async def Coordinate(self, request_iterator, context):
+        async for request in request_iterator:
+            if request.HasField("disconnect"):
+                return
+            yield tailnet_pb2.CoordinateResponse(error=f"saw {request.update_self.node.id}")
+
+
+def test_bidi_and_server_streams_through_the_bridge() -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        tailnet_pb2_grpc.add_TailnetServicer_to_server(TailnetStandIn(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with door(f"127.0.0.1:{port}", token="tok") as (client, _):
+                maps = await client.server_stream(
+                    "/coder.tailnet.v2.Tailnet/StreamDERPMaps",
+                    tailnet_pb2.StreamDERPMapsRequest().SerializeToString(),
+                )
+                got = []
+                while (raw := await maps.recv()) is not None:
+                    derp_map = tailnet_pb2.DERPMap.FromString(raw)
+                    got += [(k, v.region_name) for k, v in derp_map.regions.items()]
+                assert got == [(1, "tok"), (2, "tok"), (3, "tok")]
+                await maps.stream.close()
+
+                from tests.rest_facade.wire.specclient import CLOSE_SEND, MESSAGE
+
+                call = await client.start("/coder.tailnet.v2.Tailnet/Coordinate")
+                for node_id in (7, 8):
+                    request = tailnet_pb2.CoordinateRequest(
+                        update_self=tailnet_pb2.CoordinateRequest.UpdateSelf(
+                            node=tailnet_pb2.Node(id=node_id)
+                        )
+                    )
+                    await call.packet(MESSAGE, request.SerializeToString())
+                    answer = tailnet_pb2.CoordinateResponse.FromString(await call.recv())
+                    assert answer.error == f"saw {node_id}"
+                # The client's close-send ends the request stream; the
+                # server's stream then ends and the call closes cleanly.
+                await call.packet(CLOSE_SEND)
+                assert await call.recv() is None
+                await call.stream.close()
+        finally:
+            await server.stop(None)
 
     run(main)
