@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install gen gen-check lint bench clean
+.PHONY: run test install thirdparty gen gen-check lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 ## Run the whole test suite (SQLite always; PostgreSQL when reachable, mandatory with CI=true).
 test: $(STAMP)
 	$(PY) -m pytest
+
+## Third-party protocol peers the tests run against (yamux-js under Node.js),
+## from tests/thirdparty/package-lock.json.
+thirdparty:
+	npm ci --prefix tests/thirdparty --no-audit --no-fund
 
 ## Regenerate gen/ from proto/ (committed; CI checks it is fresh).
 gen: $(STAMP)

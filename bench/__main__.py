@@ -2,9 +2,11 @@
 
 from bench import (
     agent_rpcs,
+    derp_relay,
     logs_follow,
     logs_growth,
     logs_ingest,
+    wire_rpcs,
     workspace_agent,
     wsgi_servers,
 )
@@ -16,3 +18,5 @@ if __name__ == "__main__":
     logs_ingest.main()
     logs_follow.main()
     logs_growth.main()
+    wire_rpcs.main()
+    derp_relay.main()

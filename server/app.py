@@ -8,6 +8,7 @@ import datetime as dt
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.derp.v1 import derp_pb2, derp_pb2_grpc
 from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
@@ -26,6 +27,7 @@ from server.agentapi.writebehind import ReportBuffers
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
+from server.derp.servicer import DERPServicer
 from server.identity.login import IdentityTrust, load_identity_trust
 from server.identity.servicer import InstanceIdentityServicer
 from server.logs.servicer import LogsServicer
@@ -52,6 +54,7 @@ SERVICE_NAMES = (
     logs_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
     metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+    derp_pb2.DESCRIPTOR.services_by_name["DERPService"].full_name,
 )
 
 
@@ -153,6 +156,9 @@ def create_server(
     )
     metrics_pb2_grpc.add_MetricsServiceServicer_to_server(
         MetricsServicer(auth=auth, metrics=metrics), server
+    )
+    derp_pb2_grpc.add_DERPServiceServicer_to_server(
+        DERPServicer(db=db, clock=clock, auth=auth), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -9,6 +9,9 @@ its caller here first, with Coder's 401 messages for each failure.
   is stored. A token is valid while its agent belongs to the latest build of
   a workspace that is not deleted.
 * Provisioning sends ``authorization: Bearer <admin token>``.
+* Coder's wire door (dRPC over yamux) sends ``coder-api-version: <2.m>``, the
+  API version it negotiated with the agent (``/me/rpc?version=``); gRPC
+  agents, which negotiate nothing, send none.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from server.clock import Clock, as_utc
-from server.errors import PermissionDenied, Unauthenticated
+from server.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from server.storage import agents as agent_store
 from server.storage import users as user_store
 from server.storage.agents import AgentInWorkspace
@@ -32,6 +35,10 @@ from server.storage.db import Database
 
 SESSION_TOKEN_METADATA = "coder-session-token"
 AUTHORIZATION_METADATA = "authorization"
+# The agent API version negotiated by the dRPC door (rest_facade/wire).
+API_VERSION_METADATA = "coder-api-version"
+# "major.minor" as the door writes it: no signs, no leading zeros.
+_API_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
 # The REST facade forwards the token's source so 401s can name it like Coder.
 SESSION_COOKIE = "coder_session_token"
 
@@ -240,6 +247,24 @@ class Authenticator:
                 "is invalid."
             ),
         )
+
+    # -- API version -----------------------------------------------------------
+    def api_version(self, context: Any, *, newest: str) -> str:
+        """The API version the caller negotiated (``newest``, the version
+        this core serves, when it sent none). Metadata is the caller's to
+        write, so a version the door could not have negotiated (another
+        major, a newer minor, not ``major.minor``) is refused."""
+        value = metadata_value(context.invocation_metadata(), API_VERSION_METADATA)
+        if value is None:
+            return newest
+        major, minor = (int(part) for part in newest.split("."))
+        match = _API_VERSION.fullmatch(value)
+        if match is None or int(match[1]) != major or int(match[2]) > minor:
+            raise InvalidArgument(
+                "Unknown or unsupported API version",
+                validations=[("version", f"server is at version {newest}, not {value!r}")],
+            )
+        return value
 
     # -- provisioning --------------------------------------------------------
     def admin(self, context: Any) -> None:

@@ -95,7 +95,10 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
     async def UpdateStartup(self, request: agent_pb2.UpdateStartupRequest, context: Any) -> Any:
         caller = self._auth.agent(context)
-        return startup.update_startup(self._db, caller=caller, request=request)
+        api_version = self._auth.api_version(context, newest=startup.AGENT_API_VERSION)
+        return startup.update_startup(
+            self._db, caller=caller, request=request, api_version=api_version
+        )
 
     async def BatchUpdateMetadata(
         self, request: agent_pb2.BatchUpdateMetadataRequest, context: Any

@@ -20,7 +20,8 @@ from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
 
 # The agent API version this core serves. gRPC has no per-connection version
-# negotiation (Coder's /me/rpc?version=), so every agent is recorded at it.
+# negotiation, so gRPC agents are recorded at it; agents on Coder's wire
+# (/me/rpc?version=) are recorded at the version their door negotiated.
 AGENT_API_VERSION = "2.13"
 
 _Subsystem = agent_pb2.Startup.Subsystem
@@ -54,7 +55,11 @@ def is_valid_semver(version: str) -> bool:
 
 
 def update_startup(
-    db: Database, *, caller: AgentInWorkspace, request: agent_pb2.UpdateStartupRequest
+    db: Database,
+    *,
+    caller: AgentInWorkspace,
+    request: agent_pb2.UpdateStartupRequest,
+    api_version: str = AGENT_API_VERSION,
 ) -> agent_pb2.Startup:
     startup = request.startup
     if not is_valid_semver(startup.version):
@@ -72,7 +77,7 @@ def update_startup(
             version=startup.version,
             expanded_directory=startup.expanded_directory,
             subsystems=sorted(subsystems),
-            api_version=AGENT_API_VERSION,
+            api_version=api_version,
         )
     # Coder echoes the request as sent.
     return startup

@@ -9,6 +9,7 @@ from server.storage import (  # noqa: F401 - imported for their tables
     appstatus,
     connectionlogs,
     derp,
+    derpkey,
     externalauth,
     logs,
     metadata,

@@ -99,3 +99,32 @@ def test_refusals_use_coder_texts(db, channel, provision, kw, text) -> None:
     assert info.value.details() == text
     with db.session() as s:
         assert s.get(WorkspaceAgent, uuid.UUID(main.id)).version == ""
+
+
+@pytest.mark.parametrize("negotiated", ["2.0", "2.4", "2.13"])
+def test_stores_the_negotiated_api_version(db, channel, provision, negotiated: str) -> None:
+    main = provision.workspace().agent("main")
+    agent_pb2_grpc.AgentStub(channel).UpdateStartup(
+        agent_pb2.UpdateStartupRequest(startup=agent_pb2.Startup(version="v2.20.1")),
+        metadata=(*token_md(main.auth_token), ("coder-api-version", negotiated)),
+    )
+    with db.session() as s:
+        row = s.get(WorkspaceAgent, uuid.UUID(main.id))
+    assert row.api_version == negotiated
+
+
+@pytest.mark.parametrize("negotiated", ["2.14", "3.0", "1.0", "2.04", "+2.1", "2", "2.x", ""])
+def test_refuses_a_version_the_door_could_not_have_negotiated(
+    db, channel, provision, negotiated: str
+) -> None:
+    main = provision.workspace().agent("main")
+    with pytest.raises(grpc.RpcError) as err:
+        agent_pb2_grpc.AgentStub(channel).UpdateStartup(
+            agent_pb2.UpdateStartupRequest(startup=agent_pb2.Startup(version="v2.20.1")),
+            metadata=(*token_md(main.auth_token), ("coder-api-version", negotiated)),
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "Unknown or unsupported API version"
+    with db.session() as s:
+        row = s.get(WorkspaceAgent, uuid.UUID(main.id))
+    assert row.version == ""
