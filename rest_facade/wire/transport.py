@@ -5,11 +5,12 @@ socket, a raw HTTP upgrade, the binary messages of a WebSocket).
 ``ByteTransport`` is the interface: ``read()`` returns the next bytes (any
 amount, ``b""`` at end of stream), ``write(data)`` sends them (returning when
 the carrier has taken them, so a peer that stops reading eventually stalls
-the writer), ``close()`` ends the stream. A transport may also offer ``async session_closed(code, reason)``: a
-yamux session calls it instead of ``close()`` at its end, with its GoAway
-code and reason (so a WebSocket can close with a matching status and
-reason). ``StreamTransport`` adapts asyncio's
-StreamReader/StreamWriter; ``memory_pipe`` joins two in-memory ends (tests).
+the writer), ``close()`` ends the stream. A transport may also offer
+``async session_closed(code, reason)``: a yamux session calls it instead
+of ``close()`` at its end, with its GoAway code and reason (so a WebSocket
+can close with a matching status and reason). ``StreamTransport`` adapts
+asyncio's StreamReader/StreamWriter; ``memory_pipe`` joins two in-memory
+ends (tests).
 """
 
 from __future__ import annotations

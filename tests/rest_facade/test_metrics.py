@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import token_md
+from tests.rest_facade._live import wait_until
 
 API = "/api/v2"
 
@@ -107,7 +108,13 @@ def test_access_log_on_both_sides_with_one_request_id(facade_url, provision, cap
     caplog.set_level(logging.INFO, logger="agentplane.access")
     path = f"{API}/workspaceagents/{ws.agent('main').id}"
     assert _get(facade_url, path, ws.api_key)[0] == 200
-    records = [r for r in caplog.records if r.name == "agentplane.access"]
+
+    def access() -> list:
+        return [r for r in caplog.records if r.name == "agentplane.access"]
+
+    # The facade writes its line once the answer is out.
+    wait_until(lambda: any(getattr(r, "route", None) for r in access()), what="the access log")
+    records = access()
     http_lines = [r for r in records if getattr(r, "route", None)]
     rpc_lines = [r for r in records if getattr(r, "rpc_method", None) == "GetWorkspaceAgent"]
     assert http_lines and rpc_lines
