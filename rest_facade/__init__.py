@@ -54,11 +54,12 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
     for module in (manifest, gitsshkey, connection, identity, agents, logs):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
     # Agent status (issue 4): app health/status, stats, external auth, reinit.
-    from rest_facade.routes import apps, buildinfo, externalauth, metrics, reinit, stats
+    from rest_facade.routes import apps, buildinfo, derp, externalauth, metrics, reinit, rpc, stats
 
-    for module in (apps, stats, externalauth, reinit, buildinfo):
+    for module in (apps, stats, externalauth, reinit, buildinfo, rpc):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(derp.bp)
 
     @app.before_request
     def _route_for_logs() -> None:

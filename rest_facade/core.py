@@ -8,7 +8,9 @@ event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import re
 import threading
 from collections.abc import Callable
@@ -129,6 +131,26 @@ class AsyncCoreClient:
         self.timeout = timeout
         self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[Any, Any] = {}
+        self._shared: dict[str, Any] = {}
+        self._shared_locks: dict[str, asyncio.Lock] = {}
+
+    def shared(self, name: str, make: Callable[[grpc.aio.Channel], T]) -> T:
+        """One object per channel made by ``make(channel)`` (e.g. the dRPC
+        bridge, whose multicallables every session reuses)."""
+        if name not in self._shared:
+            self._shared[name] = make(self.channel)
+        return self._shared[name]  # type: ignore[no-any-return]
+
+    async def shared_async(self, name: str, make: Callable[[grpc.aio.Channel], Any]) -> Any:
+        """As shared(), for something made by a coroutine (made once even when
+        several callers ask at the same time; a failure is not kept)."""
+        if name in self._shared:
+            return self._shared[name]
+        lock = self._shared_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name not in self._shared:
+                self._shared[name] = await make(self.channel)
+        return self._shared[name]
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -178,8 +200,16 @@ class AsyncCoreClient:
         """A server-streaming call without a deadline (cancel it to end it)."""
         return method(request, metadata=token_metadata(token) + metadata)
 
+    async def close_shared(self) -> None:
+        """Closes what shared() made that can be closed (the DERP relay)."""
+        for obj in list(self._shared.values()):
+            close = getattr(obj, "close", None)
+            if close is not None and inspect.iscoroutinefunction(close):
+                await close()
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
         self._channel = None
         self._stubs.clear()
+        self._shared.clear()

@@ -87,6 +87,7 @@ async def start_front(
 
 async def stop_front(front: FrontServer, grace: float = 10.0) -> None:
     await front.close(grace)
+    await front.core.close_shared()
     await front.core.close()
     client = front.app.extensions.get("agentplane.core")  # type: ignore[attr-defined]
     if client is not None:

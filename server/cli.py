@@ -29,6 +29,7 @@ SERVER_FLAGS = (
     ("--database-url", "sqlite:///PATH or postgresql://... (default SQLite in the data dir)"),
     ("--data-dir", "data directory (default ~/.local/share/agentplane)"),
     ("--derp-config", "DERP map JSON file (tailcfg.DERPMap); default: an embedded relay"),
+    ("--derp-server-enable", "serve the embedded DERP relay at /derp (default true)"),
     ("--access-url", "public URL of the REST facade (default http://HTTP_ADDRESS)"),
     ("--core-address", "where the facade reaches the core (default unix:DATA_DIR/core.sock)"),
     ("--agent-logs-limit-bytes", "per-agent cap on stored log output (default 1048576)"),

@@ -62,6 +62,9 @@ class Settings:
     hostname_suffix: str = "coder"
     disable_direct_connections: bool = False
     derp_force_websockets: bool = False
+    # The embedded DERP relay at /derp (Coder's --derp-server-enable); off,
+    # /derp is 404 and only an external --derp-config map makes sense.
+    derp_server_enable: bool = True
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Coder's AgentInactiveDisconnectTimeout (2 x the 15 s connection update).
     agent_inactive_timeout_seconds: int = 30

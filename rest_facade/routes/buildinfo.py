@@ -9,11 +9,9 @@ import importlib.metadata
 from flask import Blueprint, Response, current_app
 
 from rest_facade.coderjson import respond
+from rest_facade.wire.apiversion import CURRENT
 
 bp = Blueprint("buildinfo", __name__)
-
-# The newest agent API minor whose RPCs all work (README: Which Coder).
-AGENT_API_VERSION = "2.13"
 
 
 def version() -> str:
@@ -26,7 +24,7 @@ def get_buildinfo() -> Response:
     settings = current_app.extensions["agentplane.settings"]
     return respond(
         {
-            "agent_api_version": AGENT_API_VERSION,
+            "agent_api_version": str(CURRENT),
             "dashboard_url": settings.effective_access_url,
             # No deployment id, telemetry, proxies, provisioners or web push here.
             "deployment_id": "",

@@ -118,11 +118,14 @@ class Exchange:
         await self._connection.send_head(status, list(headers))
         return Stream(self._connection)
 
-    async def upgrade(self, protocol: str, headers: Iterable[Header] = ()) -> RawStream:
-        """Answers 101 Switching Protocols to ``protocol`` and returns the
-        connection's byte stream."""
+    async def upgrade(
+        self, protocol: str, headers: Iterable[Header] = (), *, send: bool = True
+    ) -> RawStream:
+        """Answers 101 Switching Protocols to ``protocol`` (or, with
+        ``send=False``, switches without a word, for a client that does not
+        wait for it) and returns the connection's byte stream."""
         self._answering(101, long_lived=True)
-        return await self._connection.switch_protocols(protocol, list(headers))
+        return await self._connection.switch_protocols(protocol, list(headers), send=send)
 
     async def wait_disconnected(self) -> None:
         """Returns when the client has gone (for answers that only write)."""

@@ -452,25 +452,30 @@ class _Connection:
 
     # -- upgrades -------------------------------------------------------------
 
-    async def accept_websocket(self, request: Request, **options: Any) -> ws_mod.WebSocket:
+    async def accept_websocket(
+        self, request: Request, *, subprotocol: str | None = None, **options: Any
+    ) -> ws_mod.WebSocket:
         key = request.header(b"sec-websocket-key")
         version = request.header(b"sec-websocket-version")
         if request.upgrade != "websocket" or key is None or version != b"13":
+            # Coder's answer when websocket.Accept refuses a request.
             await self.send_whole(
                 400,
                 [(b"content-type", CONTENT_TYPE.encode()), (b"sec-websocket-version", b"13")],
                 _envelope_bytes(
-                    "This route needs a WebSocket upgrade.",
-                    "Send Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Key and "
+                    "Failed to accept websocket.",
+                    "WebSocket protocol violation: the request must carry Connection: "
+                    "Upgrade, Upgrade: websocket, a Sec-WebSocket-Key and "
                     "Sec-WebSocket-Version: 13.",
                 ),
                 request=request,
             )
             raise Refused
-        accept = generate_accept_token(key)
-        initial = await self.switch_protocols_bytes(
-            "websocket", [(b"sec-websocket-accept", accept)]
-        )
+        headers = [(b"sec-websocket-accept", generate_accept_token(key))]
+        offered = (request.header(b"sec-websocket-protocol") or b"").decode("latin-1")
+        if subprotocol and subprotocol in (p.strip() for p in offered.split(",")):
+            headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+        initial = await self.switch_protocols_bytes("websocket", headers)
         websocket = ws_mod.WebSocket(
             self.reader,
             self.writer,
@@ -488,7 +493,12 @@ class _Connection:
             websocket_task.add_done_callback(forget)
         return websocket
 
-    async def switch_protocols_bytes(self, protocol: str, headers: list[Header]) -> bytes:
+    async def switch_protocols_bytes(
+        self, protocol: str, headers: list[Header], *, send: bool = True
+    ) -> bytes:
+        """Switches the connection to ``protocol`` (101, unless ``send`` is
+        false: a client that starts talking at once, as DERP's fast start);
+        the bytes already read past the request."""
         out = self.h11.send(
             h11.InformationalResponse(
                 status_code=101,
@@ -499,12 +509,15 @@ class _Connection:
                 ],
             )
         )
-        await self._write(out)
+        if send:
+            await self._write(out)
         initial, _closed = self.h11.trailing_data
         return bytes(initial)
 
-    async def switch_protocols(self, protocol: str, headers: list[Header]) -> RawStream:
-        initial = await self.switch_protocols_bytes(protocol, headers)
+    async def switch_protocols(
+        self, protocol: str, headers: list[Header], *, send: bool = True
+    ) -> RawStream:
+        initial = await self.switch_protocols_bytes(protocol, headers, send=send)
         return RawStream(self.reader, self.writer, initial, self.limits.write_timeout)
 
     async def wait_disconnected(self) -> None:

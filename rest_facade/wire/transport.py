@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 # How much one read() of a socket asks for: large enough that a burst of
 # small frames costs one call.
@@ -121,3 +121,44 @@ def memory_pipe(capacity: int = 1 << 20) -> tuple[MemoryTransport, MemoryTranspo
     a, b = MemoryTransport(capacity), MemoryTransport(capacity)
     a.peer, b.peer = b, a
     return a, b
+
+
+# A WebSocket's close codes for a yamux session's GoAway codes (normal,
+# protocol error, internal error), as Coder's websocket.NetConn closes.
+_GOAWAY_CLOSE = {0: 1000, 1: 1002, 2: 1011}
+
+
+class WebSocketTransport:
+    """A binary WebSocket (the front's ``serving.websocket.WebSocket``) as a
+    ByteTransport: each binary message is a piece of the byte stream (Coder
+    carries yamux this way). A text message is a protocol violation (1003),
+    as for coder/websocket's binary NetConn."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    async def read(self) -> bytes:
+        from rest_facade.serving.websocket import UNSUPPORTED_DATA, ConnectionClosed
+
+        try:
+            message = await self._ws.receive()
+        except ConnectionClosed:
+            return b""
+        if isinstance(message, str):
+            await self._ws.close(UNSUPPORTED_DATA, "expected binary messages")
+            return b""
+        return message
+
+    async def write(self, data: bytes) -> None:
+        from rest_facade.serving.websocket import ConnectionClosed
+
+        try:
+            await self._ws.send_bytes(bytes(data))
+        except ConnectionClosed as err:
+            raise ConnectionResetError(str(err)) from None
+
+    async def close(self) -> None:
+        await self._ws.close(1000, "")
+
+    async def session_closed(self, code: int | None, reason: str) -> None:
+        await self._ws.close(_GOAWAY_CLOSE.get(code or 0, 1011), reason)
