@@ -12,6 +12,10 @@ unsupported API version`` with a ``version`` validation), then the upgrade.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import grpc
 from agentplane.me.v1 import me_pb2
 from flask import Blueprint, Response, request
 
@@ -19,7 +23,7 @@ from rest_facade import core
 from rest_facade.errors import error_response
 from rest_facade.parse import session_token
 from rest_facade.serving.exchange import Exchange, Handoff
-from rest_facade.streams import stream_slots
+from rest_facade.streams import CoreStream, stream_slots
 from rest_facade.wire.apiversion import UNSUPPORTED_MESSAGE, UnsupportedAPIVersion, negotiate
 from rest_facade.wire.bridge import CoreBridge, call_metadata
 from rest_facade.wire.drpc import serve_session
@@ -38,15 +42,37 @@ def negotiated(default: str) -> str | Response:
         return error_response(400, UNSUPPORTED_MESSAGE, validations=[("version", str(err))])
 
 
-async def serve_drpc(exchange: Exchange, bridge: CoreBridge, metadata: tuple) -> None:
+async def serve_drpc(
+    exchange: Exchange, bridge: CoreBridge, metadata: tuple, *, hold: CoreStream | None = None
+) -> None:
     """Upgrades to a binary WebSocket and serves dRPC on it until either
     side ends the session (the WebSocket then closes with the session's
-    GoAway: 1000 normal, 1002 protocol error, 1011 internal)."""
+    GoAway: 1000 normal, 1002 protocol error, 1011 internal), or ``hold``
+    (a core stream kept open beside the session) ends: the agent's token
+    stopped working, or the core went away."""
     ws = await exchange.websocket()
+    handlers = bridge.handlers(metadata)
+    session = asyncio.ensure_future(serve_session(WebSocketTransport(ws), handlers))
+    held = asyncio.ensure_future(_drain(hold)) if hold is not None else None
     try:
-        await serve_session(WebSocketTransport(ws), bridge.handlers(metadata))
+        waiting = {session} if held is None else {session, held}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in (session, held):
+            if task is not None and not task.done():
+                # A cancelled session says goodbye with a normal GoAway.
+                task.cancel()
+        for task in (session, held):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await ws.aclose()
+
+
+async def _drain(stream: CoreStream) -> None:
+    with contextlib.suppress(grpc.RpcError):
+        while await stream.next() is not None:
+            pass
 
 
 @bp.get("/workspaceagents/me/rpc")
@@ -61,7 +87,18 @@ def agent_rpc() -> Response:
     metadata = call_metadata(token=token, api_version=version)
 
     async def run(exchange: Exchange) -> None:
-        bridge = exchange.core.shared(AGENT_BRIDGE, CoreBridge)
-        await serve_drpc(exchange, bridge, metadata)
+        core_client = exchange.core
+        bridge = core_client.shared(AGENT_BRIDGE, CoreBridge)
+        # The agent counts as connected while its session is open, as with
+        # coderd's connection monitor.
+        hold = CoreStream(
+            core_client.stream(
+                core_client.me.HoldConnection, me_pb2.HoldConnectionRequest(), token=token
+            )
+        )
+        try:
+            await serve_drpc(exchange, bridge, metadata, hold=hold)
+        finally:
+            await hold.close()
 
     return Handoff(run, on_done=stream_slots().acquire())

@@ -4,6 +4,7 @@ reinit stream) hold the agent's session open while they do."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -67,6 +68,18 @@ class MeServicer(me_pb2_grpc.MeServiceServicer):
                 access_url=self._settings.effective_access_url,
                 listen_timeout=self._settings.external_auth_listen_timeout_seconds,
             )
+
+    async def HoldConnection(
+        self, request: me_pb2.HoldConnectionRequest, context: Any
+    ) -> AsyncIterator[me_pb2.HoldConnectionResponse]:
+        caller = self._auth.agent(context)
+        with self._sessions.hold(caller):
+            yield me_pb2.HoldConnectionResponse()
+            while True:
+                await asyncio.sleep(self._settings.sse_keepalive_seconds)
+                # Coder's monitor ends a session whose build is outdated.
+                self._auth.agent(context)
+                yield me_pb2.HoldConnectionResponse()
 
     async def WatchReinit(
         self, request: me_pb2.WatchReinitRequest, context: Any

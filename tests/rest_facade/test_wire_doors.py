@@ -224,3 +224,70 @@ def test_derp_needs_an_upgrade_and_can_be_turned_off(facade_url, settings, core)
         parts = urlsplit(url)
         assert get(parts.hostname, parts.port, "/derp")[0] == 404
         assert get(parts.hostname, parts.port, "/derp/latency-check")[0] == 404
+
+
+def _agent_status(facade_url: str, ws) -> str:  # type: ignore[no-untyped-def]
+    host, port = urlsplit(facade_url).hostname, urlsplit(facade_url).port
+    conn = http.client.HTTPConnection(host, port, timeout=15)
+    conn.request("GET", f"{API}/{ws.agent('main').id}", headers={"Coder-Session-Token": ws.api_key})
+    body = json.loads(conn.getresponse().read())
+    conn.close()
+    return body["status"]
+
+
+def test_me_rpc_session_keeps_the_agent_connected(facade_url, provision) -> None:
+    """Connected while the session is open (even with no call), disconnected
+    once it closes: coderd's connection monitor."""
+    from tests.rest_facade._live import wait_until
+
+    ws = provision.workspace()
+    seen: list[str] = []
+
+    async def main() -> None:
+        sock, yamux, _drpc = await _rpc_client(facade_url, ws.agent("main").auth_token)
+        try:
+            status = await asyncio.to_thread(
+                lambda: (
+                    wait_until(lambda: _agent_status(facade_url, ws) == "connected"),
+                    "connected",
+                )[1]
+            )
+            seen.append(status)
+        finally:
+            await yamux.close()
+            await sock.aclose()
+
+    asyncio.run(main())
+    assert seen == ["connected"]
+    wait_until(lambda: _agent_status(facade_url, ws) == "disconnected", what="disconnected")
+
+
+@pytest.fixture
+def quick_keepalive(settings):
+    return dataclasses.replace(settings, sse_keepalive_seconds=1)
+
+
+def test_a_newer_build_ends_the_me_rpc_session(quick_keepalive, core, provision) -> None:
+    from agentplane.admin.v1 import admin_pb2
+
+    from tests.conftest import ADMIN_METADATA
+    from tests.rest_facade._live import live_facade
+
+    ws = provision.workspace()
+    with live_facade(quick_keepalive, core.address) as url:
+
+        async def main() -> int | None:
+            sock, yamux, _drpc = await _rpc_client(url, ws.agent("main").auth_token)
+            try:
+                await asyncio.to_thread(
+                    provision.stub.BuildWorkspace,
+                    admin_pb2.BuildWorkspaceRequest(owner=ws.username, name="ws"),
+                    metadata=ADMIN_METADATA,
+                )
+                await asyncio.wait_for(sock.closed.wait(), 15)
+                return sock.close_code
+            finally:
+                await yamux.close()
+                await sock.aclose()
+
+        assert asyncio.run(main()) == 1000

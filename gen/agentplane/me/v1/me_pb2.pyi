@@ -82,3 +82,11 @@ class WhoAmIResponse(_message.Message):
     agent_id: str
     workspace_id: str
     def __init__(self, agent_id: _Optional[str] = ..., workspace_id: _Optional[str] = ...) -> None: ...
+
+class HoldConnectionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HoldConnectionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -54,6 +54,11 @@ class MeServiceStub:
                 request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.HoldConnection = channel.unary_stream(
+                '/agentplane.me.v1.MeService/HoldConnection',
+                request_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionRequest.SerializeToString,
+                response_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionResponse.FromString,
+                _registered_method=True)
 
 
 class MeServiceServicer:
@@ -95,6 +100,19 @@ class MeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HoldConnection(self, request, context):
+        """Keeps the calling agent connected for as long as the stream is open, as
+        coderd's connection monitor does for an agent's `me/rpc` session: the
+        dRPC door opens it beside each session and cancels it when the session
+        ends (the agent is then disconnected at once). A message at once, then
+        one every keep-alive interval; the stream ends with UNAUTHENTICATED when
+        the agent's token stops authenticating (a newer build), and the door then
+        ends the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +135,11 @@ def add_MeServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.FromString,
                     response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'HoldConnection': grpc.unary_stream_rpc_method_handler(
+                    servicer.HoldConnection,
+                    request_deserializer=agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionRequest.FromString,
+                    response_serializer=agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +250,33 @@ class MeService:
             '/agentplane.me.v1.MeService/WhoAmI',
             agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIRequest.SerializeToString,
             agentplane_dot_me_dot_v1_dot_me__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HoldConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentplane.me.v1.MeService/HoldConnection',
+            agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionRequest.SerializeToString,
+            agentplane_dot_me_dot_v1_dot_me__pb2.HoldConnectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
