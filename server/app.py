@@ -8,6 +8,12 @@ import datetime as dt
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.agenttunnel.v1 import (
+    agent_conn_pb2,
+    agent_conn_pb2_grpc,
+    agent_tunnel_pb2,
+    agent_tunnel_pb2_grpc,
+)
 from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
 from agentplane.me.v1 import me_pb2, me_pb2_grpc
@@ -22,6 +28,7 @@ from server.agentapi.logwriter import LogWriter
 from server.agentapi.servicer import AgentServicer
 from server.agentapi.sessions import AgentSessions
 from server.agentapi.writebehind import ReportBuffers
+from server.agentconn.servicer import AgentConnServicer
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
@@ -33,6 +40,9 @@ from server.me.wakeups import Wakeups
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.tailnet.servicer import TailnetServicer
+from server.tunnel.dialer import AgentDialer
+from server.tunnel.registry import TunnelRegistry
+from server.tunnel.servicer import AgentTunnelServicer
 from server.workspaceagents.diagnosis import TokenRefusals
 from server.workspaceagents.servicer import WorkspaceAgentsServicer
 
@@ -47,6 +57,8 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     logs_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
+    agent_tunnel_pb2.DESCRIPTOR.services_by_name["AgentTunnelService"].full_name,
+    agent_conn_pb2.DESCRIPTOR.services_by_name["AgentConnService"].full_name,
 )
 
 
@@ -64,6 +76,8 @@ class Core:
     reports: ReportBuffers | None = None
     # Group commit of agents' log batches (keeps a connection, maybe a thread).
     log_writer: LogWriter | None = None
+    # The agent tunnels this replica holds.
+    tunnels: TunnelRegistry | None = None
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -141,6 +155,19 @@ def create_server(
     identity_pb2_grpc.add_InstanceIdentityServiceServicer_to_server(
         InstanceIdentityServicer(db=db, clock=clock, trust=identity), server
     )
+    tunnels = TunnelRegistry()
+    agent_tunnel_pb2_grpc.add_AgentTunnelServiceServicer_to_server(
+        AgentTunnelServicer(db=db, auth=auth, sessions=sessions, registry=tunnels), server
+    )
+    dialer = AgentDialer(
+        db,
+        clock,
+        tunnels,
+        inactive_timeout=dt.timedelta(seconds=settings.agent_inactive_timeout_seconds),
+    )
+    agent_conn_pb2_grpc.add_AgentConnServiceServicer_to_server(
+        AgentConnServicer(db=db, clock=clock, auth=auth, dialer=dialer), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -160,6 +187,7 @@ def create_server(
         wakeups=wakeups,
         reports=agent_servicer.reports,
         log_writer=agent_servicer.log_writer,
+        tunnels=tunnels,
     )
 
 
