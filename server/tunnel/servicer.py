@@ -77,6 +77,8 @@ class AgentTunnelServicer(tpb_grpc.AgentTunnelServiceServicer):
         self._registry.register(tunnel)
         try:
             with self._sessions.hold(caller):
+                # The first frame (id 0, empty) tells the agent its tunnel is open.
+                yield tpb.TunnelResponse()
                 while (frame := await tunnel.next_outgoing()) is not None:
                     yield frame
             if refused:

@@ -48,7 +48,8 @@ class AgentTunnelServiceServicer:
         """The agent calls this with its agent token (metadata
         `coder-session-token`) and keeps it open. The agent sends TunnelRequest
         frames (its hello, answers, terminal output); the core sends
-        TunnelResponse frames (requests, terminal input, credits). Only the agent
+        TunnelResponse frames (requests, terminal input, credits); its first
+        frame has id 0 and no content: the tunnel is open. Only the agent
         of a workspace's latest build may hold a tunnel: a new build ends it with
         UNAUTHENTICATED.
         """
