@@ -27,6 +27,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -178,6 +179,13 @@ class Session:
         env = dict(workspace.env)
         env["TERM"] = "xterm-256color"
         argv = self._argv(attach, workspace)
+        setsid = shutil.which("setsid")
+        # The terminal must become the command's controlling terminal (job
+        # control, ^C). util-linux's `setsid --ctty` does that without a
+        # Python callback in the child, so the child is a plain spawn (a
+        # preexec_fn forks the whole process, gRPC's threads included).
+        if setsid is not None:
+            argv = [setsid, "--ctty", *argv]
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -186,8 +194,8 @@ class Session:
                 stderr=slave,
                 cwd=workspace.cwd(),
                 env=env,
-                start_new_session=True,
-                preexec_fn=_controlling_terminal,
+                start_new_session=setsid is None,
+                preexec_fn=None if setsid is not None else _controlling_terminal,
                 close_fds=True,
             )
         except OSError:

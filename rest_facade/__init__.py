@@ -37,6 +37,10 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
 
     for module in (apps, stats, externalauth, reinit):
         app.register_blueprint(module.bp, url_prefix="/api/v2")
+    # Through the agent's tunnel (issue 13): ports, containers, terminals.
+    from rest_facade.routes import agentconn
+
+    app.register_blueprint(agentconn.bp, url_prefix="/api/v2")
 
     @app.before_request
     def _limit_body() -> Response | None:

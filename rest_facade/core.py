@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from agentplane.agenttunnel.v1 import agent_conn_pb2_grpc
 from agentplane.identity.v1 import identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2_grpc
 from agentplane.me.v1 import me_pb2_grpc
@@ -82,6 +83,10 @@ class CoreClient:
     @property
     def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:
         return self._stub(identity_pb2_grpc.InstanceIdentityServiceStub)
+
+    @property
+    def agent_conn(self) -> agent_conn_pb2_grpc.AgentConnServiceStub:
+        return self._stub(agent_conn_pb2_grpc.AgentConnServiceStub)
 
     def call(
         self,

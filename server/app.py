@@ -78,6 +78,8 @@ class Core:
     log_writer: LogWriter | None = None
     # The agent tunnels this replica holds.
     tunnels: TunnelRegistry | None = None
+    # The one place requests reach agents through their tunnels.
+    dialer: AgentDialer | None = None
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -188,6 +190,7 @@ def create_server(
         reports=agent_servicer.reports,
         log_writer=agent_servicer.log_writer,
         tunnels=tunnels,
+        dialer=dialer,
     )
 
 
