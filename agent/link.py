@@ -18,6 +18,7 @@ address, calls that retry while the server is unreachable, and the one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import sys
@@ -101,6 +102,9 @@ class Link:
         self.refusal = ""
         self._outage = False
         self._backoff = Backoff()
+        # Set (and replaced) when an outage ends: calls waiting to retry go
+        # at once instead of sleeping out their backoff.
+        self._recovered = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -149,6 +153,13 @@ class Link:
         if self._outage:
             self._outage = False
             print(f"agentplane agent: connected to {self.url}", file=sys.stderr, flush=True)
+            recovered, self._recovered = self._recovered, asyncio.Event()
+            recovered.set()
+
+    async def _retry_after(self, delay: float) -> None:
+        """Sleeps ``delay``, or less if the server is reached meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._recovered.wait(), delay)
 
     async def pause(self) -> None:
         await asyncio.sleep(self._backoff.delay())
@@ -170,7 +181,7 @@ class Link:
                 if code not in RETRYABLE:
                     raise CallFailed(method, err) from None
                 self.unreachable(method, err)
-                await asyncio.sleep(backoff.delay())
+                await self._retry_after(backoff.delay())
                 continue
             self.reachable()
             return response
