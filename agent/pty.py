@@ -44,9 +44,9 @@ from agent.workspace import Workspace
 
 log = logging.getLogger("agentplane.agent")
 
-RING_BYTES = 128 << 10  # Coder's buffered backend keeps 64 KiB
-OUTPUT_WINDOW = 64 << 10  # the core's credit per attachment (server/tunnel)
-FRAME_BYTES = 16 << 10
+RING_BYTES = 256 << 10  # Coder's buffered backend keeps 64 KiB
+OUTPUT_WINDOW = 256 << 10  # the core's credit per attachment (server/tunnel)
+FRAME_BYTES = 64 << 10
 READ_BYTES = 64 << 10
 MAX_SESSIONS = 64
 MAX_SIZE = 65535
@@ -242,18 +242,34 @@ class Session:
         )
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_BYTES)
-        except BlockingIOError:
-            return
-        except OSError as err:
-            if err.errno != errno.EIO:
-                log.debug("terminal %s read: %s", self.id, err)
-            data = b""
-        if not data:
+        # A terminal hands out at most a few KiB per read: read what is there
+        # (up to READ_BYTES) so that it goes out in few large frames.
+        chunks: list[bytes] = []
+        size = 0
+        ended = False
+        while size < READ_BYTES:
+            try:
+                data = os.read(self.fd, READ_BYTES - size)
+            except BlockingIOError:
+                break
+            except OSError as err:
+                if err.errno != errno.EIO:
+                    log.debug("terminal %s read: %s", self.id, err)
+                data = b""
+            if not data:
+                ended = True
+                break
+            chunks.append(data)
+            size += len(data)
+        if chunks:
+            self.ring.write(b"".join(chunks))
+        if ended:
+            for attachment in list(self.attachments):
+                attachment.pump()
             self._exited()
             return
-        self.ring.write(data)
+        if not chunks:
+            return
         for attachment in list(self.attachments):
             attachment.pump()
         if self._blocked():

@@ -26,7 +26,7 @@ from agentplane.agenttunnel.v1 import agent_tunnel_pb2 as tpb
 
 # Terminal output the agent may send an attachment beyond what the core has
 # passed on; also the most an attachment ever buffers in the core.
-OUTPUT_WINDOW = 64 << 10
+OUTPUT_WINDOW = 256 << 10
 # Keystrokes the core may send beyond what the agent has written.
 INPUT_WINDOW = 16 << 10
 # Requests open at once on one tunnel (terminals and watches included).
