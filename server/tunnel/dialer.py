@@ -120,7 +120,11 @@ ERRORS: dict[tuple[Operation, What], tuple[type[DomainError], str, str | None]] 
         "Failed to open a terminal on the agent.",
         "Request timed out.",
     ),
-    (Operation.PTY, What.FAILED): (Internal, "Failed to open a terminal on the agent.", None),
+    (Operation.PTY, What.FAILED): (
+        Internal,
+        "Internal error in the workspace agent's terminal.",
+        None,
+    ),
     (Operation.PTY_SESSIONS, What.TIMEOUT): (
         Timeout,
         "Failed to fetch terminal sessions from agent.",

@@ -44,7 +44,7 @@ class TunnelBusy(Exception):
     """Too many requests are open on this tunnel."""
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(TunnelClosed):
     """The agent sent more than its credit allowed on a stream."""
 
 
