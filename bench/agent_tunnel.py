@@ -417,7 +417,7 @@ def main() -> None:
             f"x{COMPRESS:g} ({MEASURE_SECONDS:.0f} s measured per N, "
             f"{GENERATORS} generator processes)"
         )
-        for backend in ("sqlite", "postgresql"):
+        for backend in os.environ.get("BENCH_TUNNEL_BACKENDS", "sqlite,postgresql").split(","):
             load(backend)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -110,7 +111,9 @@ class AgentTunnelServicer(tpb_grpc.AgentTunnelServiceServicer):
         build, a deleted workspace): woken by the workspace's notifications,
         and on a slow timer in case one is lost."""
         while tunnel.closed_reason is None:
-            await sub.wait(RECHECK_SECONDS)
+            # Jittered: a fleet of agents that connected together (after a
+            # restart) must not all re-check in the same instant.
+            await sub.wait(RECHECK_SECONDS * (0.5 + random.random()))
             try:
                 self._auth.agent(context)
             except DomainError as err:
