@@ -37,10 +37,8 @@ from server.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-# Held sessions refreshed per transaction: small, so that a write on the
-# event loop that needs one of these rows (an app health report) never
-# waits long for the batch's row locks.
-REFRESH_BATCH = 50
+# Held sessions refreshed per statement batch.
+REFRESH_BATCH = 500
 
 
 @dataclasses.dataclass
@@ -201,9 +199,15 @@ class AgentSessions:
         for start in range(0, len(agent_ids), REFRESH_BATCH):
             batch = agent_ids[start : start + REFRESH_BATCH]
             try:
-                with self._db.engine.begin() as conn:
+                # Autocommit: each row's update commits on its own, so no row
+                # lock is held while the next rows are written (a write on
+                # the event loop needing one of them would wait for them all).
+                with self._db.engine.connect() as conn:
                     agentstatus.mark_connected_many(
-                        conn, agent_ids=batch, replica_id=self.replica_id, now=now
+                        conn.execution_options(isolation_level="AUTOCOMMIT"),
+                        agent_ids=batch,
+                        replica_id=self.replica_id,
+                        now=now,
                     )
             except Exception:
                 # One agent's failed write (its row locked past the lock

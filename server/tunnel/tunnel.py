@@ -58,6 +58,7 @@ class _Request:
         self._output_bytes = 0
         self._lists = 0
         self.finished = False
+        self._violated = False
         # Input credit (terminals).
         self._input_in_flight = 0
         self._input_credit = asyncio.Event()
@@ -71,10 +72,19 @@ class _Request:
             if self._input_in_flight < INPUT_WINDOW:
                 self._input_credit.set()
             return
+        if self.finished and self._violated:
+            return
         if kind == "pty_output":
             self._output_bytes += len(frame.pty_output)
             if self._output_bytes > OUTPUT_WINDOW:
+                # The agent broke the flow control: what it sent is dropped
+                # and the request fails now, not after its backlog.
+                self._violated = True
+                while not self._frames.empty():
+                    self._frames.get_nowait()
+                self._output_bytes = 0
                 self.fail(ProtocolViolation("terminal output beyond the granted credit"))
+                self.close()
                 return
         elif kind == "containers" and self._lists >= MAX_QUEUED_LISTS:
             # Nobody is reading this watch: keep the latest full list only.

@@ -4,18 +4,17 @@ replacing the first, and an agent that sends more output than its credit."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
-import threading
 import uuid
 from collections.abc import Iterator
 
 import grpc
 import pytest
-from agentplane.agenttunnel.v1 import agent_conn_pb2 as cpb
 from agentplane.agenttunnel.v1 import agent_tunnel_pb2 as tpb
 from agentplane.agenttunnel.v1 import agent_tunnel_pb2_grpc as tpb_grpc
 
-from tests.agent._support import Terminal, wait_for
+from server.tunnel.tunnel import OUTPUT_WINDOW, AgentTunnel, ProtocolViolation
 from tests.conftest import Provisioner, token_md
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,46 +88,27 @@ def test_a_second_tunnel_replaces_the_first(
     second.close()
 
 
-def test_output_beyond_the_credit_fails_only_that_terminal(
-    provision: Provisioner, channel: grpc.Channel
-) -> None:
-    ws = provision.workspace(SPEC)
-    fake = FakeAgent(channel, ws.agent("main").auth_token)
-    assert next(fake.call).id == 0
-    # A user who does not read: the core cannot pass output on, so what the
-    # agent sends beyond its credit piles up in the core, and is refused.
-    term = Terminal(channel, ws.api_key, cpb.PtyOpen(agent_id=ws.agent("main").id), read=False)
-    attach = next(fake.call)
-    assert attach.WhichOneof("frame") == "pty_attach"
-    fake.outbox.put(
-        tpb.TunnelRequest(id=attach.id, pty_attached=tpb.PtyAttached(session=tpb.PtySession()))
-    )
-    assert next(term.call).HasField("session")
-    chunk = b"x" * (64 << 10)
-    for _ in range(128):
-        fake.outbox.put(tpb.TunnelRequest(id=attach.id, pty_output=chunk))
-    with pytest.raises(grpc.RpcError) as caught:
-        for _ in term.call:
-            pass
-    assert caught.value.code() == grpc.StatusCode.INTERNAL
-    assert caught.value.details() == "Internal error in the workspace agent's terminal."
-    # The tunnel itself is fine: the next request still reaches the agent.
-    done = threading.Event()
+def test_output_beyond_the_credit_fails_only_that_request() -> None:
+    """An agent that ignores its credit: the attachment fails at once (its
+    queued output dropped, the agent told to stop it); the tunnel and its
+    other requests go on."""
 
-    def answer() -> None:
-        for frame in fake.call:
-            if frame.WhichOneof("frame") == "list_pty_sessions":
-                fake.outbox.put(tpb.TunnelRequest(id=frame.id, pty_sessions=tpb.PtySessionList()))
-                done.set()
-                return
+    async def scenario() -> None:
+        tunnel = AgentTunnel(uuid.uuid4(), version="v1.0.0", pty_idle_timeout=300)
+        pty = tunnel.start(pty_attach=tpb.PtyAttach(reconnect_id=str(uuid.uuid4())))
+        other = tunnel.start(list_pty_sessions=tpb.ListPtySessionsCall())
+        chunk = b"x" * (64 << 10)
+        for _ in range(OUTPUT_WINDOW // len(chunk) + 1):
+            tunnel.dispatch(tpb.TunnelRequest(id=pty.id, pty_output=chunk))
+        with pytest.raises(ProtocolViolation):
+            await asyncio.wait_for(pty.next(), 1)
+        assert pty._output_bytes == 0  # nothing of it is kept
+        sent = [tunnel._outgoing.get_nowait() for _ in range(tunnel._outgoing.qsize())]
+        assert any(f.id == pty.id and f.HasField("cancel") for f in sent)
+        tunnel.dispatch(tpb.TunnelRequest(id=other.id, pty_sessions=tpb.PtySessionList()))
+        answer = await asyncio.wait_for(other.next(), 1)
+        assert answer.HasField("pty_sessions")
+        other.close()
+        assert tunnel.open_requests == 0
 
-    threading.Thread(target=answer, daemon=True).start()
-    from tests.agent._support import conn_stub, user_md
-
-    conn_stub(channel).ListPtySessions(
-        cpb.ListPtySessionsRequest(agent_id=ws.agent("main").id),
-        metadata=user_md(ws.api_key),
-        timeout=30,
-    )
-    wait_for(done.is_set, 30, "the answer")
-    fake.close()
+    asyncio.run(scenario())
