@@ -67,6 +67,11 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
         if request.url_rule is not None:
             request.environ[ROUTE_KEY] = request.url_rule.rule
 
+    # Through the agent's tunnel (issue 13): ports, containers, terminals.
+    from rest_facade.routes import agentconn
+
+    app.register_blueprint(agentconn.bp, url_prefix="/api/v2")
+
     @app.before_request
     def _limit_body() -> Response | None:
         # Refuse oversized bodies up front, whether or not the route reads one.

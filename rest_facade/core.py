@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from agentplane.agenttunnel.v1 import agent_conn_pb2_grpc
 from agentplane.identity.v1 import identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2_grpc
 from agentplane.me.v1 import me_pb2_grpc
@@ -96,6 +97,10 @@ class CoreClient:
     @property
     def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:
         return self.stub(identity_pb2_grpc.InstanceIdentityServiceStub)
+
+    @property
+    def agent_conn(self) -> agent_conn_pb2_grpc.AgentConnServiceStub:
+        return self.stub(agent_conn_pb2_grpc.AgentConnServiceStub)
 
     def call(
         self,

@@ -8,6 +8,12 @@ import datetime as dt
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
+from agentplane.agenttunnel.v1 import (
+    agent_conn_pb2,
+    agent_conn_pb2_grpc,
+    agent_tunnel_pb2,
+    agent_tunnel_pb2_grpc,
+)
 from agentplane.derp.v1 import derp_pb2, derp_pb2_grpc
 from agentplane.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentplane.logs.v1 import logs_pb2, logs_pb2_grpc
@@ -24,6 +30,7 @@ from server.agentapi.logwriter import LogWriter
 from server.agentapi.servicer import AgentServicer
 from server.agentapi.sessions import AgentSessions
 from server.agentapi.writebehind import ReportBuffers
+from server.agentconn.servicer import AgentConnServicer
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
@@ -39,6 +46,9 @@ from server.metrics.servicer import MetricsServicer
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.tailnet.servicer import TailnetServicer
+from server.tunnel.dialer import AgentDialer
+from server.tunnel.registry import TunnelRegistry
+from server.tunnel.servicer import AgentTunnelServicer
 from server.workspaceagents.diagnosis import TokenRefusals
 from server.workspaceagents.servicer import WorkspaceAgentsServicer
 
@@ -55,6 +65,8 @@ SERVICE_NAMES = (
     identity_pb2.DESCRIPTOR.services_by_name["InstanceIdentityService"].full_name,
     metrics_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
     derp_pb2.DESCRIPTOR.services_by_name["DERPService"].full_name,
+    agent_tunnel_pb2.DESCRIPTOR.services_by_name["AgentTunnelService"].full_name,
+    agent_conn_pb2.DESCRIPTOR.services_by_name["AgentConnService"].full_name,
 )
 
 
@@ -74,6 +86,10 @@ class Core:
     log_writer: LogWriter | None = None
     # This core's Prometheus series.
     metrics: CoreMetrics | None = None
+    # The agent tunnels this replica holds.
+    tunnels: TunnelRegistry | None = None
+    # The one place requests reach agents through their tunnels.
+    dialer: AgentDialer | None = None
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -160,6 +176,19 @@ def create_server(
     derp_pb2_grpc.add_DERPServiceServicer_to_server(
         DERPServicer(db=db, clock=clock, auth=auth), server
     )
+    tunnels = TunnelRegistry()
+    agent_tunnel_pb2_grpc.add_AgentTunnelServiceServicer_to_server(
+        AgentTunnelServicer(db=db, auth=auth, sessions=sessions, registry=tunnels), server
+    )
+    dialer = AgentDialer(
+        db,
+        clock,
+        tunnels,
+        inactive_timeout=dt.timedelta(seconds=settings.agent_inactive_timeout_seconds),
+    )
+    agent_conn_pb2_grpc.add_AgentConnServiceServicer_to_server(
+        AgentConnServicer(db=db, clock=clock, auth=auth, dialer=dialer), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -180,6 +209,8 @@ def create_server(
         reports=agent_servicer.reports,
         log_writer=agent_servicer.log_writer,
         metrics=metrics,
+        tunnels=tunnels,
+        dialer=dialer,
     )
 
 

@@ -628,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)",
     )
     p.set_defaults(func=cmd_logs)
+    from agent.cli import add_agent_parser
+
+    add_agent_parser(sub)
     return parser
 
 

@@ -37,6 +37,9 @@ from server.storage.db import Database
 
 log = logging.getLogger(__name__)
 
+# Held sessions refreshed per statement batch.
+REFRESH_BATCH = 500
+
 
 @dataclasses.dataclass
 class _Session:
@@ -67,6 +70,7 @@ class AgentSessions:
         self._lock = threading.Lock()
         self._sessions: dict[uuid.UUID, _Session] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._refreshing = False
 
     @property
     def refresh_interval(self) -> dt.timedelta:
@@ -164,15 +168,63 @@ class AgentSessions:
                 elif now - session.last_seen > self._inactive:
                     silent.append((agent_id, session.last_seen))
                     del self._sessions[agent_id]
-        # One agent's failed write (its row locked past the lock timeout, the
-        # database away) does not cost the others theirs.
-        for agent_id in refresh:
-            try:
-                self._write_connected(agent_id, now)
-            except Exception:
-                log.warning("could not refresh agent %s as connected", agent_id, exc_info=True)
+        if refresh:
+            self._refresh_held(refresh, now)
         for agent_id, last_seen in silent:
             self._disconnect(agent_id, seen_until=last_seen, now=now)
+
+    def _refresh_held(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        """Refreshes held sessions: in batches, and off the event loop when
+        there is one (thousands of agents hold tunnels: one write each on
+        the loop stalled every call for a second per sweep)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_connected_many(agent_ids, now)
+            return
+        if self._refreshing:
+            return  # the previous sweep's batch is still being written
+        self._refreshing = True
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._refreshing = False
+            if not fut.cancelled() and fut.exception() is not None:
+                log.warning("refreshing held agent sessions failed", exc_info=fut.exception())
+
+        loop.run_in_executor(None, self._write_connected_many, agent_ids, now).add_done_callback(
+            done
+        )
+
+    def _write_connected_many(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        for start in range(0, len(agent_ids), REFRESH_BATCH):
+            batch = agent_ids[start : start + REFRESH_BATCH]
+            try:
+                # Autocommit: each row's update commits on its own, so no row
+                # lock is held while the next rows are written (a write on
+                # the event loop needing one of them would wait for them all).
+                with self._db.engine.connect() as conn:
+                    agentstatus.mark_connected_many(
+                        conn.execution_options(isolation_level="AUTOCOMMIT"),
+                        agent_ids=batch,
+                        replica_id=self.replica_id,
+                        now=now,
+                    )
+            except Exception:
+                # One agent's failed write (its row locked past the lock
+                # timeout, the database away) does not cost the others theirs.
+                for agent_id in batch:
+                    try:
+                        self._write_connected(agent_id, now)
+                    except Exception:
+                        log.warning(
+                            "could not refresh agent %s as connected", agent_id, exc_info=True
+                        )
+                continue
+            with self._lock:
+                for agent_id in batch:
+                    session = self._sessions.get(agent_id)
+                    if session is not None:
+                        session.last_written = session.confirmed = now
 
     def _ensure_timer(self) -> None:
         if self._timer is not None:

@@ -79,6 +79,22 @@ def mark_connected(
     conn.execute(_MARK_CONNECTED, {"agent_id": agent_id, "replica_id": replica_id, "now": now})
 
 
+def mark_connected_many(
+    conn: sa.Connection,
+    *,
+    agent_ids: list[uuid.UUID],
+    replica_id: uuid.UUID,
+    now: dt.datetime,
+) -> None:
+    """mark_connected for many agents in one statement batch (the refresh
+    of every agent holding a stream, e.g. its tunnel)."""
+    if agent_ids:
+        conn.execute(
+            _MARK_CONNECTED,
+            [{"agent_id": a, "replica_id": replica_id, "now": now} for a in agent_ids],
+        )
+
+
 def mark_disconnected(
     conn: sa.Connection,
     *,
