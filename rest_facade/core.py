@@ -181,6 +181,10 @@ class AsyncCoreClient:
     def workspace_agents(self) -> workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub:
         return self.stub(workspace_agents_pb2_grpc.WorkspaceAgentsServiceStub)
 
+    @property
+    def agent_conn(self) -> agent_conn_pb2_grpc.AgentConnServiceStub:
+        return self.stub(agent_conn_pb2_grpc.AgentConnServiceStub)
+
     async def call(
         self,
         method: Callable[..., Any],
