@@ -31,6 +31,10 @@ from server.storage.db import Database
 
 SESSION_TOKEN_METADATA = "coder-session-token"
 AUTHORIZATION_METADATA = "authorization"
+# Tailnet calls: the one agent a user's client coordinates with (REST
+# `{id}/coordinate`), and the resume token that keeps a client's peer id.
+AGENT_ID_METADATA = "agent-id"
+RESUME_TOKEN_METADATA = "resume-token"
 # The REST facade forwards the token's source so 401s can name it like Coder.
 SESSION_COOKIE = "coder_session_token"
 
@@ -206,6 +210,24 @@ class Authenticator:
                 "has been completed. If the job is no longer running, this agent "
                 "is invalid."
             ),
+        )
+
+    # -- either --------------------------------------------------------------
+    def user_or_agent(self, context: Any) -> tuple[Any, AgentInWorkspace | None]:
+        """(user, None) for a user API key, (None, agent) for an agent token;
+        told apart by shape (``<id>-<secret>`` has one hyphen, a UUID four or
+        none), each with its own 401s."""
+        token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
+        if token and token.count("-") != 1:
+            return None, self.agent(context)
+        return self.user(context), None
+
+    def tailnet_metadata(self, context: Any) -> tuple[str | None, str | None]:
+        """The ``agent-id`` and ``resume-token`` a tailnet call carries."""
+        metadata = context.invocation_metadata()
+        return (
+            metadata_value(metadata, AGENT_ID_METADATA),
+            metadata_value(metadata, RESUME_TOKEN_METADATA),
         )
 
     # -- provisioning --------------------------------------------------------

@@ -45,6 +45,7 @@ SERVER_FLAGS = (
     ("--external-auth-listen-timeout-seconds", "longest me/external-auth?listen wait (300)"),
     ("--announcement-banners-file", "agent banners, JSON or YAML list (default: none)"),
     ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
+    ("--replica-address", "gRPC HOST:PORT other replicas reach this one at (default: gRPC)"),
 )
 
 
@@ -115,6 +116,7 @@ async def _serve(settings: Settings) -> int:
         return fail(f"cannot listen on {settings.grpc_address} or {core_address}: {err}")
     await db.pubsub.start()
     await core.server.start()
+    await core.start_background()
     await mark_serving(core)
     retention = LogRetention(db, clock, retention=settings.agent_logs_retention)
     retention.start()
@@ -162,6 +164,7 @@ async def _serve(settings: Settings) -> int:
             facade.kill()
     await mark_not_serving(core)
     await retention.stop()
+    await core.stop_background()
     await core.server.stop(grace=5)
     core.close()
     await db.pubsub.close()
