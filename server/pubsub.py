@@ -70,8 +70,12 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout (callers re-poll either way)."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+        # a cancellation that arrives as the event is set, and the waiting
+        # task then outlives its stop.
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         finally:

@@ -29,7 +29,14 @@ from typing import Any
 
 from server.agentapi.sessions import AgentSessions
 from server.auth import Authenticator
-from server.errors import DomainError, Internal, Unavailable, database_busy
+from server.errors import (
+    DomainError,
+    Internal,
+    LimitExceeded,
+    Unavailable,
+    database_busy,
+    to_status,
+)
 from server.storage.db import Database
 from server.tailnet.coordinator import Coordinator, CoordinatorClosed, Peer
 from server.tailnet.policies import AgentPolicy, ClientPolicy, UserPolicy
@@ -44,6 +51,25 @@ def caller_identity(user: Any, agent: Any) -> str:
     if agent is not None:
         return f"agent:{agent.agent.id}"
     return f"user:{user.id}"
+
+
+# What a peer that stopped reading is told, when it reads again.
+FAILED_UPDATE = "failed update: this peer stopped reading its responses; reconnect"
+
+
+def _kicker(context: Any) -> Callable[[], None]:
+    """Ends the stream from outside its handler: the handler is stuck
+    writing to a peer that does not read, and grpc only ends a call when it
+    is aborted (cancelling the handler's task leaves the call open)."""
+
+    def kick() -> None:
+        async def abort() -> None:
+            with contextlib.suppress(Exception):
+                await context.abort_with_status(to_status(LimitExceeded(FAILED_UPDATE)))
+
+        asyncio.get_running_loop().create_task(abort())
+
+    return kick
 
 
 class CoordinateService:
@@ -93,7 +119,7 @@ class CoordinateService:
         coordinator = self._coordinator
         with hold:
             try:
-                peer = coordinator.connect(peer_id, name, policy, task=asyncio.current_task())
+                peer = coordinator.connect(peer_id, name, policy, kick=_kicker(context))
             except CoordinatorClosed:
                 raise Unavailable("The coordinator is shutting down; reconnect.") from None
             reader: asyncio.Task[None] | None = None

@@ -40,7 +40,7 @@ import collections
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from coder.tailnet.v2 import tailnet_pb2
@@ -212,12 +212,18 @@ class Peer:
         "outbox",
         "policy",
         "ready",
+        "kick",
         "sent",
-        "task",
     )
 
     def __init__(
-        self, peer_id: uuid.UUID, name: str, policy: Policy, *, limit: int, task: Any
+        self,
+        peer_id: uuid.UUID,
+        name: str,
+        policy: Policy,
+        *,
+        limit: int,
+        kick: Callable[[], None] | None,
     ) -> None:
         self.id = peer_id
         self.id_bytes = peer_id.bytes
@@ -232,8 +238,9 @@ class Peer:
         self.ready = False
         # The error that ends this peer's stream (a policy refusal).
         self.error: DomainError | None = None
-        # The stream's task, cancelled when the peer stops reading.
-        self.task = task
+        # Ends the peer's stream at once (it stopped reading: its transport
+        # is full, so closing the outbox would never reach it).
+        self.kick = kick
         self._tokens = float(UPDATE_BURST)
         self._next_allowed = 0.0
         self._pending: tuple[tailnet_pb2.Node, bytes] | None = None
@@ -357,12 +364,19 @@ class Coordinator:
         return self.peers.get(peer.id) is peer
 
     # -- connecting ------------------------------------------------------------
-    def connect(self, peer_id: uuid.UUID, name: str, policy: Policy, *, task: Any) -> Peer:
+    def connect(
+        self,
+        peer_id: uuid.UUID,
+        name: str,
+        policy: Policy,
+        *,
+        kick: Callable[[], None] | None = None,
+    ) -> Peer:
         """Adds a peer (replacing one with the same id, whose stream ends).
         It hears nothing until ``start``."""
         if self.closed:
             raise CoordinatorClosed()
-        peer = Peer(peer_id, name, policy, limit=self.response_buffer, task=task)
+        peer = Peer(peer_id, name, policy, limit=self.response_buffer, kick=kick)
         peer._tokens = float(self.update_burst)
         old = self.peers.get(peer_id)
         if old is not None:
@@ -556,9 +570,8 @@ class Coordinator:
         log.info("tailnet peer %s (%s) is not reading; removing it", peer.id, peer.name)
         self._remove(peer, DISCONNECTED, "failed update")
         peer.outbox.drop()
-        task = peer.task
-        if task is not None and not task.done():
-            task.cancel()
+        if peer.kick is not None:
+            peer.kick()
 
     def _remove(self, peer: Peer, kind: int, reason: str) -> None:
         """Coder's removePeerLocked: tunnel peers are told, the tunnels the
@@ -583,12 +596,17 @@ class Coordinator:
             self._awaiting[src].discard(peer.id)
 
     def close(self) -> None:
-        """Server shutdown: every peer is removed as LOST (``coordinator
-        close``) so that connections in progress are not torn down."""
+        """Server shutdown: every peer hears LOST (``coordinator close``)
+        about each of its tunnel peers, so that connections in progress are
+        not torn down, and every stream ends. (Coder removes the peers one
+        by one, so the last ones are never told about the first.)"""
         if self.closed:
             return
         self.closed = True
-        for peer in list(self.peers.values()):
+        peers = list(self.peers.values())
+        for peer in peers:
+            self._tell_tunnel_peers(peer.id, None, LOST, "coordinator close")
+        for peer in peers:
             self._remove(peer, LOST, "coordinator close")
 
     # -- sending -----------------------------------------------------------------------

@@ -156,7 +156,8 @@ class PgMirror:
         self._waiting.append((peer_id, fut))
         self.want(peer_id)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), PREPARE_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PREPARE_TIMEOUT_SECONDS):
+                await asyncio.shield(fut)
         except TimeoutError:
             log.warning("tailnet: other replicas' state for %s is late; starting without", peer_id)
 
@@ -170,8 +171,11 @@ class PgMirror:
         delay = 0.1
         next_cleanup = loop.time() + CLEANUP_SECONDS
         while True:
+            # asyncio.timeout, not wait_for, which on Python 3.11 can swallow
+            # the cancellation that stops this task.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ops_ready.wait(), CLEANUP_SECONDS)
+                async with asyncio.timeout(CLEANUP_SECONDS):
+                    await self._ops_ready.wait()
             self._ops_ready.clear()
             ops, self._ops = self._ops, []
             cleanup = loop.time() >= next_cleanup
