@@ -41,7 +41,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from coder.tailnet.v2 import tailnet_pb2
 
@@ -206,13 +206,13 @@ class Peer:
         "error",
         "id",
         "id_bytes",
+        "kick",
         "name",
         "node",
         "node_bytes",
         "outbox",
         "policy",
         "ready",
-        "kick",
         "sent",
     )
 

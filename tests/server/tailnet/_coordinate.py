@@ -83,8 +83,9 @@ def _id_bytes(peer: str | uuid.UUID | bytes) -> bytes:
 
 
 def md(token: str, **extra: str) -> tuple[tuple[str, str], ...]:
-    return (("coder-session-token", token),) + tuple(
-        (k.replace("_", "-"), v) for k, v in extra.items()
+    return (
+        ("coder-session-token", token),
+        *((k.replace("_", "-"), v) for k, v in extra.items()),
     )
 
 
@@ -102,7 +103,7 @@ class Coordination:
         self._requests: queue.Queue[Any] = queue.Queue()
         self._responses: queue.Queue[Any] = queue.Queue()
         self.history: list[tpb.CoordinateResponse] = []
-        self.ended: grpc.RpcError | None | object = _END
+        self.ended: grpc.RpcError | object | None = _END
         if raw:
             # Bytes go out as they are (malformed messages).
             method = channel.stream_stream(
