@@ -27,11 +27,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from google.protobuf import message
+
 from server.agentapi.sessions import AgentSessions
 from server.auth import Authenticator
 from server.errors import (
     DomainError,
     Internal,
+    InvalidArgument,
     LimitExceeded,
     Unavailable,
     database_busy,
@@ -53,6 +56,7 @@ def caller_identity(user: Any, agent: Any) -> str:
     return f"user:{user.id}"
 
 
+MALFORMED_REQUEST = "The request could not be read as a coder.tailnet.v2.CoordinateRequest."
 # What a peer that stopped reading is told, when it reads again.
 FAILED_UPDATE = "failed update: this peer stopped reading its responses; reconnect"
 
@@ -158,8 +162,11 @@ class CoordinateService:
                     return
         except asyncio.CancelledError:
             raise
+        except message.DecodeError:
+            coordinator.fail(peer, InvalidArgument(MALFORMED_REQUEST))
+            return
         except Exception as exc:
-            # The stream broke (cancelled, reset, an unreadable message):
-            # the peer is lost, as when it just ends.
+            # The stream broke (cancelled, reset): the peer is lost, as when
+            # it just ends.
             log.debug("tailnet: stream of %s ended: %r", peer.id, exc)
         coordinator.lost(peer)
