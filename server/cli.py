@@ -595,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-extra", default=None, help="extra token fields, a JSON object")
     p.set_defaults(func=cmd_external_auth_link)
 
+    from server.cli_derp_map import add_derp_map_commands
+
+    add_derp_map_commands(sub, admin_parser)
+
     logins = sub.add_parser(
         "login", help="exchange a cloud instance identity for an agent session token"
     ).add_subparsers(dest="cloud", required=True)
