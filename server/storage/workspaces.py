@@ -92,11 +92,7 @@ def list_workspaces_and_agents_by_owner(
     builds = WorkspaceBuild.__table__
     resources = WorkspaceResource.__table__
     agents = WorkspaceAgent.__table__
-    latest = (
-        sa.select(sa.func.max(builds.c.build_number))
-        .where(builds.c.workspace_id == workspaces.c.id)
-        .scalar_subquery()
-    )
+    latest = latest_build_number_subquery()
     rows = conn.execute(
         sa.select(
             workspaces.c.id,

@@ -12,8 +12,11 @@ import threading
 import uuid
 
 import grpc
+import pytest
+from coder.tailnet.v2 import tailnet_pb2 as tpb
 
 from server.embedded import EmbeddedCore
+from server.tailnet.coordinator import encode_peer_update, encode_response
 from tests.conftest import ADMIN_TOKEN, Provisioner
 from tests.server.tailnet._coordinate import (
     DISCONNECTED,
@@ -305,3 +308,32 @@ def test_shutdown_tells_every_peer_lost(settings, db, clock) -> None:
     assert agent.end() is None
     stopping.join(30)
     channel.close()
+
+
+# -- the hand-made wire encoding ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node", "kind", "reason"),
+    [
+        (agent_node(uuid.uuid4(), 3, derp_latency={"1-v4": 0.5}), NODE, "node update"),
+        (None, DISCONNECTED, "graceful disconnect"),
+        (None, RFH, ""),
+        (tpb.Node(), NODE, "init"),
+        (client_node(2, disco="é" * 300), LOST, "x" * 200),
+    ],
+)
+def test_responses_are_encoded_as_protobuf_would(node, kind, reason) -> None:
+    about = uuid.uuid4().bytes
+    node_bytes = node.SerializeToString(deterministic=True) if node is not None else None
+    ours = encode_response([encode_peer_update(about, node_bytes, kind, reason)] * 2)
+    theirs = tpb.CoordinateResponse(
+        peer_updates=[
+            tpb.CoordinateResponse.PeerUpdate(id=about, node=node, kind=kind, reason=reason)
+        ]
+        * 2
+    )
+    assert tpb.CoordinateResponse.FromString(ours) == theirs
+    assert ours == theirs.SerializeToString(deterministic=True)
+    error = 'you do not share a tunnel with "x"'
+    assert encode_response(error=error) == tpb.CoordinateResponse(error=error).SerializeToString()
