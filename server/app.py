@@ -44,6 +44,7 @@ from server.workspaceagents.servicer import WorkspaceAgentsServicer
 
 # Coder's agent read limit is 4 MiB; gRPC's default receive cap matches it.
 MAX_MESSAGE_BYTES = 4 << 20
+MAX_PENDING_CALLS = 20_000
 
 SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name,
@@ -153,6 +154,12 @@ def create_server(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # Calls that arrived but are not yet taken by a handler. grpc's
+            # defaults (1,000, hard 3,000) cancel calls when thousands of
+            # tailnet peers reconnect at once (a replica restarted); each
+            # is one small pending call.
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ]
     )
     agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)

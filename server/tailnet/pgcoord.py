@@ -202,6 +202,10 @@ class PgMirror:
         handshakes: list[str] = []
         pubsub = self._db.pubsub
         with self._db.write() as conn:
+            # Soft state: after a database crash every peer reconnects and
+            # posts its node again, so the commit need not wait for the WAL
+            # flush (it is what a node's propagation would wait on).
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             for op in ops:
                 kind = op[0]
                 if kind == "node":
