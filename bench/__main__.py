@@ -5,6 +5,7 @@ from bench import (
     logs_follow,
     logs_growth,
     logs_ingest,
+    tailnet,
     workspace_agent,
     wsgi_servers,
 )
@@ -16,3 +17,4 @@ if __name__ == "__main__":
     logs_ingest.main()
     logs_follow.main()
     logs_growth.main()
+    tailnet.main()

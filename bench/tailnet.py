@@ -38,7 +38,7 @@ from server.tailnet.policies import service_addresses
 PEERS = int(os.environ.get("BENCH_TAILNET_PEERS", "1000"))
 IDLE = int(os.environ.get("BENCH_TAILNET_IDLE", "10000"))
 ROUNDS = 30
-SAMPLES = 400
+SAMPLES = 1000
 STREAMS_PER_CHANNEL = 500
 PG_URL = os.environ.get("AGENTPLANE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -328,7 +328,9 @@ async def run_idle(server: AgentplaneProcess, bare: Bare) -> dict[str, float]:
         else:
             metadata, first = (), []
 
-        def opener(i: int, offset: int) -> Any:
+        def opener(
+            i: int, offset: int, peers: Peers = peers, metadata: Any = metadata, first: Any = first
+        ) -> Any:
             return peers.open(
                 metadata, [update_self(client_node(offset + i)), *first], answered=True
             )
@@ -354,7 +356,10 @@ async def run_two_replicas(a: AgentplaneProcess, b: AgentplaneProcess) -> list[f
 
 
 def main() -> None:
-    print(f"\nTailnet coordination ({PEERS} peers; {IDLE} idle streams)")
+    print(
+        f"\nTailnet coordination ({PEERS} peers; {IDLE} idle streams; "
+        f"load average before {os.getloadavg()[0]:.1f})"
+    )
     server, bare = AgentplaneProcess(), Bare()
     try:
         one = asyncio.run(run_one_replica(server, bare))
@@ -405,6 +410,7 @@ def main() -> None:
             f"  propagation client -> agent, two replicas (PG)     p50 {pct(lat, 0.5):6.2f} ms  "
             f"p99 {pct(lat, 0.99):6.2f} ms  target p99 <= 100 ms"
         )
+        print(f"  (load average after {os.getloadavg()[0]:.1f}; the machine is shared)")
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

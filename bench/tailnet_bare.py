@@ -26,7 +26,7 @@ class Bare(tgrpc.TailnetServicer):
     def __init__(self) -> None:
         self.subscribers: set[asyncio.Queue[Any]] = set()
 
-    async def Coordinate(self, request_iterator: Any, context: Any) -> Any:  # noqa: N802
+    async def Coordinate(self, request_iterator: Any, context: Any) -> Any:
         role = dict(context.invocation_metadata()).get("role")
         if role == "publisher":
             async for request in request_iterator:
