@@ -13,6 +13,8 @@ import uuid
 
 import grpc
 import pytest
+from agentplane.workspaceagents.v1 import workspace_agents_pb2 as wpb
+from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc as wgrpc
 from coder.tailnet.v2 import tailnet_pb2 as tpb
 
 from server.embedded import EmbeddedCore
@@ -337,3 +339,22 @@ def test_responses_are_encoded_as_protobuf_would(node, kind, reason) -> None:
     assert ours == theirs.SerializeToString(deterministic=True)
     error = 'you do not share a tunnel with "x"'
     assert encode_response(error=error) == tpb.CoordinateResponse(error=error).SerializeToString()
+
+
+def test_an_agents_coordinate_stream_is_its_live_connection(streams, ws, channel) -> None:
+    """While an agent's Coordinate stream is open the agent is connected
+    (connection status), and disconnected once it ends."""
+    main = ws.agent("main")
+    stub = wgrpc.WorkspaceAgentsServiceStub(channel)
+
+    def status() -> str:
+        return stub.GetWorkspaceAgent(
+            wpb.GetWorkspaceAgentRequest(id=main.id), metadata=md(ws.api_key)
+        ).agent.status
+
+    assert status() == "connecting"
+    agent = connected_agent(streams, main)
+    assert status() == "connected"
+    agent.send(disconnect())
+    assert agent.end() is None
+    assert status() == "disconnected"
