@@ -60,7 +60,6 @@ class ReplicaRegistry:
         self._task: asyncio.Task[None] | None = None
         self._on_dead: list[Callable[[uuid.UUID], None]] = []
         self._on_reregistered: list[Callable[[], None]] = []
-        self._refreshed = asyncio.Event()
 
     # -- subscriptions -------------------------------------------------------
     def on_dead(self, callback: Callable[[uuid.UUID], None]) -> None:
@@ -206,7 +205,6 @@ class ReplicaRegistry:
                     await asyncio.to_thread(self._remove_dead, stale)
                 except Exception:
                     log.warning("could not remove dead replicas' rows", exc_info=True)
-        self._refreshed.set()
         return self.live()
 
 

@@ -14,7 +14,10 @@ dRPC door) bridge onto this RPC unchanged:
   one the server assigns a new id. An invalid or expired token is
   UNAUTHENTICATED ``Invalid resume token``.
 
-A policy refusal ends the stream with Coder's message as the status
+Once the caller is accepted the stream sends initial metadata
+``tailnet-peer-id: <uuid>`` (its peer id), before any response; a refusal
+before that is the RPC's status, so a door can answer HTTP before upgrading.
+A policy refusal later ends the stream with Coder's message as the status
 message. Responses are sent pre-encoded (see ``add_tailnet_service``).
 """
 
@@ -56,6 +59,8 @@ def caller_identity(user: Any, agent: Any) -> str:
     return f"user:{user.id}"
 
 
+# Initial metadata of an accepted Coordinate stream: the caller's peer id.
+PEER_ID_METADATA = "tailnet-peer-id"
 MALFORMED_REQUEST = "The request could not be read as a coder.tailnet.v2.CoordinateRequest."
 # What a peer that stopped reading is told, when it reads again.
 FAILED_UPDATE = "failed update: this peer stopped reading its responses; reconnect"
@@ -71,9 +76,15 @@ def _kicker(context: Any) -> Callable[[], None]:
             with contextlib.suppress(Exception):
                 await context.abort_with_status(to_status(LimitExceeded(FAILED_UPDATE)))
 
-        asyncio.get_running_loop().create_task(abort())
+        # Held until done: the loop keeps only weak references to tasks.
+        task = asyncio.get_running_loop().create_task(abort())
+        _kicks.add(task)
+        task.add_done_callback(_kicks.discard)
 
     return kick
+
+
+_kicks: set[asyncio.Task[None]] = set()
 
 
 class CoordinateService:
@@ -130,6 +141,9 @@ class CoordinateService:
             try:
                 if self._prepare is not None:
                     await self._prepare(peer_id)
+                # Accepted: the caller learns its peer id, and a door knows
+                # it may upgrade (an error before this is the RPC's status).
+                await context.send_initial_metadata(((PEER_ID_METADATA, str(peer_id)),))
                 coordinator.start(peer)
                 reader = asyncio.create_task(self._read(peer, requests))
                 while (item := await peer.outbox.get()) is not None:

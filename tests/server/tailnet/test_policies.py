@@ -271,3 +271,20 @@ def test_rotating_the_key_keeps_issued_tokens_valid(streams, ws, channel) -> Non
     assert jwt.get_unverified_header(before)["kid"] != str(rotated.sequence)
     # The old key still verifies what it signed.
     assert token_subject(streams.resume_token(ws.api_key, before)) == token_subject(before)
+
+
+def test_an_accepted_stream_names_its_peer_id_first(streams, ws) -> None:
+    """Initial metadata ``tailnet-peer-id`` before any response; a refused
+    caller gets the status instead (what a REST door waits on before it
+    upgrades)."""
+    main = ws.agent("main")
+    agent = streams.agent(main)
+    assert dict(agent.call.initial_metadata())["tailnet-peer-id"] == main.id
+    token = streams.resume_token(ws.api_key)
+    client = streams.open(md(ws.api_key, agent_id=main.id, resume_token=token))
+    assert dict(client.call.initial_metadata())["tailnet-peer-id"] == str(token_subject(token))
+    fresh = streams.open(md(ws.api_key))
+    uuid.UUID(dict(fresh.call.initial_metadata())["tailnet-peer-id"])
+    refused = streams.open(md(ws.api_key, agent_id=main.id, resume_token="garbage"))
+    assert "tailnet-peer-id" not in dict(refused.call.initial_metadata())
+    _invalid_token(refused.end())
