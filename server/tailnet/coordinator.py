@@ -522,6 +522,11 @@ class Coordinator:
             self._send(dst, src.id, None, DISCONNECTED, "remove tunnel")
         if self.tunnels.remove(src.id, dst_id) and self.mirror is not None:
             self.mirror.tunnel_removed(src.id, dst_id)
+        waiting = self._awaiting.get(dst_id)
+        if waiting is not None:
+            waiting.discard(src.id)
+            if not waiting:
+                del self._awaiting[dst_id]
         self._forget_remote_if_unused(dst_id)
 
     def ready_for_handshake(self, src: Peer, dsts: list[uuid.UUID]) -> None:
@@ -590,10 +595,12 @@ class Coordinator:
         peer.outbox.close()
         if self.mirror is not None:
             self.mirror.peer_left(peer.id, lost=kind == LOST, reason=reason)
+        for dst, waiting in list(self._awaiting.items()):
+            waiting.discard(peer.id)
+            if not waiting:
+                del self._awaiting[dst]
         for dst in dsts:
             self._forget_remote_if_unused(dst)
-        for src in list(self._awaiting):
-            self._awaiting[src].discard(peer.id)
 
     def close(self) -> None:
         """Server shutdown: every peer hears LOST (``coordinator close``)
@@ -675,12 +682,14 @@ class Coordinator:
             if prev is None or prev.node != node or prev.status != "ok":
                 reasons = {src: "add tunnel" for src in awaiting if src in self.peers}
                 self._tell_tunnel_peers(peer_id, node, NODE, "node update", reasons=reasons)
-            return
-        if status is None:
-            status, reason = "lost", "lost"
-        self.remote[peer_id] = RemotePeer(replica_id, prev.node if prev else None, status)
-        kind = LOST if status == "lost" else DISCONNECTED
-        self._tell_tunnel_peers(peer_id, None, kind, reason or "lost")
+        else:
+            if status is None:
+                status, reason = "lost", "lost"
+            self.remote[peer_id] = RemotePeer(replica_id, prev.node if prev else None, status)
+            kind = LOST if status == "lost" else DISCONNECTED
+            self._tell_tunnel_peers(peer_id, None, kind, reason or "lost")
+        # The tunnel that asked for it may have gone while it was read.
+        self._forget_remote_if_unused(peer_id)
 
     def remote_tunnels_opened(
         self, local_id: uuid.UUID, tunnels: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]
