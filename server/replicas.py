@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from server.clock import Clock
 from server.storage import replicas as replica_store
-from server.storage.db import Database
+from server.storage.db import BackgroundWork, Database
 from server.storage.replicas import ReplicaRow
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class ReplicaRegistry:
         self._task: asyncio.Task[None] | None = None
         self._on_dead: list[Callable[[uuid.UUID], None]] = []
         self._on_reregistered: list[Callable[[], None]] = []
+        self._work = BackgroundWork()
 
     # -- subscriptions -------------------------------------------------------
     def on_dead(self, callback: Callable[[uuid.UUID], None]) -> None:
@@ -97,7 +98,7 @@ class ReplicaRegistry:
         return None if self._db.is_postgres else self._clock.now()
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._register)
+        await self._work.run(self._register)
         await self.refresh()
         self._task = asyncio.create_task(self._run(), name="replica-heartbeat")
 
@@ -107,8 +108,9 @@ class ReplicaRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._work.drain()
         try:
-            await asyncio.to_thread(self._deregister)
+            await self._work.run(self._deregister)
         except Exception:
             log.warning("could not remove this replica's registration", exc_info=True)
 
@@ -161,10 +163,10 @@ class ReplicaRegistry:
 
     async def _heartbeat_once(self) -> None:
         try:
-            present = await asyncio.to_thread(self._beat)
+            present = await self._work.run(self._beat)
             if not present:
                 log.warning("this replica's registration was removed; registering again")
-                await asyncio.to_thread(self._register)
+                await self._work.run(self._register)
                 for callback in self._on_reregistered:
                     _safely(callback)
             self._failures = 0
@@ -179,7 +181,7 @@ class ReplicaRegistry:
     async def refresh(self) -> list[ReplicaRow]:
         """Reads the registry; replicas that stopped beating (or whose row
         vanished) are reported dead once, and their rows removed."""
-        rows = await asyncio.to_thread(self._read)
+        rows = await self._work.run(self._read)
         seen = {r.id: r for r in rows}
         died: list[uuid.UUID] = []
         for row in rows:
@@ -202,7 +204,7 @@ class ReplicaRegistry:
             stale = [d for d in died if d in seen]
             if stale:
                 try:
-                    await asyncio.to_thread(self._remove_dead, stale)
+                    await self._work.run(self._remove_dead, stale)
                 except Exception:
                     log.warning("could not remove dead replicas' rows", exc_info=True)
         return self.live()

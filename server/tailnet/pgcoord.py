@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from server.pubsub import TAILNET_HANDSHAKE, TAILNET_PEER
 from server.replicas import ReplicaRegistry
 from server.storage import tailnet as store
-from server.storage.db import Database
+from server.storage.db import BackgroundWork, Database
 from server.storage.tailnet import STATUS_GONE, STATUS_LOST, STATUS_OK, Binding
 from server.tailnet.coordinator import Coordinator
 
@@ -93,6 +93,7 @@ class PgMirror:
         self._waiting: list[tuple[uuid.UUID, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._unlisten: list[Any] = []
+        self._work = BackgroundWork()
         self.reads = 0
         self.writes = 0
 
@@ -120,6 +121,7 @@ class PgMirror:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._work.drain()
         for _, fut in self._waiting:
             if not fut.done():
                 fut.set_result(None)
@@ -182,7 +184,7 @@ class PgMirror:
             if not ops and not cleanup:
                 continue
             try:
-                await asyncio.to_thread(self._write, _coalesce(ops), cleanup)
+                await self._work.run(self._write, _coalesce(ops), cleanup)
                 self.writes += 1
                 delay = 0.1
                 if cleanup:
@@ -306,7 +308,7 @@ class PgMirror:
             }
             asked = {p for p in dirty if p not in coordinator.peers} | known
             try:
-                tunnels, bindings = await asyncio.to_thread(self._read, local, asked)
+                tunnels, bindings = await self._work.run(self._read, local, asked)
                 self.reads += 1
                 delay = 0.1
             except Exception:
