@@ -47,6 +47,16 @@ def _rows(engine: sa.Engine, replica_id: uuid.UUID) -> int:
         )
 
 
+def _has_node(engine: sa.Engine, peer_id: str) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text("SELECT count(*) FROM tailnet_peers WHERE id = :p"),
+                {"p": uuid.UUID(peer_id)},
+            ).scalar()
+        )
+
+
 def test_a_killed_replicas_peers_are_lost_to_the_survivor(tmp_path: Path) -> None:
     require_pg()
     from tests.conftest import new_backend_url
@@ -68,6 +78,11 @@ def test_a_killed_replicas_peers_are_lost_to_the_survivor(tmp_path: Path) -> Non
         channels += [to_a, to_b]
         agent = Coordination(to_a, md(token))
         agent.send(update_self(agent_node(agent_id)))
+        # The agent's node is in the database before the client tunnels (a
+        # client earlier would hear it as a "node update", as on one replica).
+        deadline = time.monotonic() + 10
+        while not _has_node(engine, agent_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
         client = Coordination(to_b, md(api_key, agent_id=agent_id))
         client.send(update_self(client_node()), add_tunnel(agent_id))
         got = client.next_update()

@@ -116,18 +116,34 @@ def rows_of(engine: sa.Engine, replica_id: uuid.UUID) -> dict[str, int]:
     return out
 
 
-def connected_agent(streams: Streams, agent, n: int = 1):
-    stream = streams.agent(agent)
+def connected_agent(replica: Replica, agent, n: int = 1):
+    """An agent on ``replica`` whose node every replica can read (a client
+    tunnelling before that would hear it as a "node update", as on one
+    replica)."""
+    stream = replica.streams.agent(agent)
     stream.send(update_self(agent_node(agent.id, n)))
     agent_barrier(stream)
+    stored(replica, "SELECT count(*) FROM tailnet_peers WHERE id = :p", p=uuid.UUID(agent.id))
     return stream
+
+
+def stored(replica: Replica, query: str, **params) -> None:
+    """Waits until ``query`` counts a row (a replica's writer commits a
+    moment after its coordinator has acted)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with replica.engine.connect() as conn:
+            if conn.execute(sa.text(query), params).scalar():
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"never stored: {query} {params}")
 
 
 def test_peers_on_two_replicas_exchange_nodes(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace()
     main = ws.agent("main")
-    agent = connected_agent(a.streams, main)
+    agent = connected_agent(a, main)
     client, client_id = b.streams.client(ws, main)
     client.send(update_self(client_node()), add_tunnel(main.id))
     got = client.next_update()
@@ -150,10 +166,16 @@ def test_a_tunnel_to_an_agent_on_no_replica_yet(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace(TWO_AGENTS)
     main, other = ws.agent("main"), ws.agent("other")
-    connected_agent(b.streams, other)
+    connected_agent(b, other)
     client, client_id = b.streams.client(ws)
     client.send(update_self(client_node()), add_tunnel(main.id))
     client_barrier(client, other.id)
+    stored(
+        b,
+        "SELECT count(*) FROM tailnet_tunnels WHERE src_id = :s AND dst_id = :d",
+        s=client_id,
+        d=uuid.UUID(main.id),
+    )
     agent = a.streams.agent(main)
     init = agent.next()
     assert [(u.id, u.kind, u.reason) for u in init.peer_updates] == [
@@ -168,7 +190,7 @@ def test_remove_tunnel_and_leaving_across_replicas(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace()
     main = ws.agent("main")
-    agent = connected_agent(a.streams, main)
+    agent = connected_agent(a, main)
     first, first_id = b.streams.client(ws, main)
     first.send(update_self(client_node(1)), add_tunnel(main.id))
     first.next_update()
@@ -205,7 +227,7 @@ def test_an_agent_moving_replicas_keeps_its_clients(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace()
     main = ws.agent("main")
-    agent = connected_agent(a.streams, main)
+    agent = connected_agent(a, main)
     client, client_id = b.streams.client(ws, main)
     client.send(update_self(client_node()), add_tunnel(main.id))
     client.next_update()
@@ -228,7 +250,7 @@ def test_ready_for_handshake_across_replicas(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace()
     main = ws.agent("main")
-    agent = connected_agent(a.streams, main)
+    agent = connected_agent(a, main)
     client, client_id = b.streams.client(ws, main)
     client.send(update_self(client_node()), add_tunnel(main.id))
     client.next_update()
@@ -242,7 +264,7 @@ def test_a_replica_that_stops_heartbeating_is_dead(replicas) -> None:
     a, b = replicas
     ws = Provisioner(a.channel).workspace()
     main = ws.agent("main")
-    connected_agent(a.streams, main)
+    connected_agent(a, main)
     client, _ = b.streams.client(ws, main)
     client.send(update_self(client_node()), add_tunnel(main.id))
     client.next_update()
