@@ -6,6 +6,7 @@ from bench import (
     logs_follow,
     logs_growth,
     logs_ingest,
+    tailnet,
     wire_rpcs,
     workspace_agent,
     wsgi_servers,
@@ -20,3 +21,4 @@ if __name__ == "__main__":
     logs_growth.main()
     wire_rpcs.main()
     derp_relay.main()
+    tailnet.main()

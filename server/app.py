@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 
 import grpc
 from agentplane.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -21,7 +22,7 @@ from agentplane.me.v1 import me_pb2, me_pb2_grpc
 from agentplane.metrics.v1 import metrics_pb2, metrics_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents_pb2_grpc
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
-from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
+from coder.tailnet.v2 import tailnet_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -43,9 +44,14 @@ from server.me.wakeups import Wakeups
 from server.metrics.interceptor import ObservingInterceptor
 from server.metrics.series import CoreMetrics
 from server.metrics.servicer import MetricsServicer
+from server.replicas import ReplicaRegistry
 from server.storage.db import Database
-from server.tailnet.derpmap import DERPMapSource
-from server.tailnet.servicer import TailnetServicer
+from server.tailnet.coordinate import CoordinateService
+from server.tailnet.coordinator import Coordinator
+from server.tailnet.derpmap import DERPMapSource, DERPMapWatch
+from server.tailnet.pgcoord import PgMirror
+from server.tailnet.resume import ResumeTokens
+from server.tailnet.servicer import TailnetServicer, add_tailnet_service
 from server.tunnel.dialer import AgentDialer
 from server.tunnel.registry import TunnelRegistry
 from server.tunnel.servicer import AgentTunnelServicer
@@ -54,6 +60,7 @@ from server.workspaceagents.servicer import WorkspaceAgentsServicer
 
 # Coder's agent read limit is 4 MiB; gRPC's default receive cap matches it.
 MAX_MESSAGE_BYTES = 4 << 20
+MAX_PENDING_CALLS = 20_000
 
 SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name,
@@ -90,6 +97,30 @@ class Core:
     tunnels: TunnelRegistry | None = None
     # The one place requests reach agents through their tunnels.
     dialer: AgentDialer | None = None
+    # This process in the replica registry (heartbeats, other replicas).
+    registry: ReplicaRegistry | None = None
+    # Tailnet coordination, and its mirror for other replicas (PostgreSQL).
+    coordinator: Coordinator | None = None
+    mirror: PgMirror | None = None
+
+    async def start_background(self) -> None:
+        """After the server started: register this replica and start
+        mirroring coordination for the others."""
+        if self.registry is not None:
+            await self.registry.start()
+        if self.mirror is not None:
+            await self.mirror.start()
+
+    async def stop_background(self) -> None:
+        """Before the server stops: every coordinated peer hears LOST
+        (``coordinator close``) and its stream ends; this replica leaves the
+        registry (its tailnet rows go with it)."""
+        if self.coordinator is not None:
+            self.coordinator.close()
+        if self.mirror is not None:
+            await self.mirror.close()
+        if self.registry is not None:
+            await self.registry.stop()
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -118,8 +149,14 @@ def create_server(
         identity = load_identity_trust(settings, clock)
     # Agent status: live sessions (connection status), refused-token clues
     # (diagnosis) and wake-ups for calls that wait.
+    # This process's id among the replicas: agents' last_connected_replica_id
+    # and the owner of its tailnet rows.
+    replica_id = uuid.uuid4()
     sessions = AgentSessions(
-        db, clock, inactive_timeout=dt.timedelta(seconds=settings.agent_inactive_timeout_seconds)
+        db,
+        clock,
+        inactive_timeout=dt.timedelta(seconds=settings.agent_inactive_timeout_seconds),
+        replica_id=replica_id,
     )
     wakeups = Wakeups(db)
     auth = Authenticator(
@@ -146,13 +183,55 @@ def create_server(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # Calls that arrived but are not yet taken by a handler. grpc's
+            # defaults (1,000, hard 3,000) cancel calls when thousands of
+            # tailnet peers reconnect at once (a replica restarted); each
+            # is one small pending call.
+            ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ],
     )
     agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)
     agent_pb2_grpc.add_AgentServicer_to_server(agent_servicer, server)
-    tailnet_pb2_grpc.add_TailnetServicer_to_server(TailnetServicer(), server)
+    coordinator = Coordinator()
+    registry = ReplicaRegistry(
+        db,
+        clock,
+        replica_id=replica_id,
+        address=settings.replica_address or settings.grpc_address,
+        heartbeat_seconds=settings.replica_heartbeat_seconds,
+    )
+    mirror = PgMirror(db, coordinator, registry) if db.is_postgres else None
+    resume = ResumeTokens(db, clock)
+
+    def tailnet_node(peer_id: uuid.UUID) -> bytes | None:
+        node = coordinator.node(peer_id)
+        if node is None and mirror is not None:
+            node = mirror.node(peer_id)
+        return node
+
+    add_tailnet_service(
+        TailnetServicer(
+            db=db,
+            clock=clock,
+            auth=auth,
+            coordinate=CoordinateService(
+                db=db,
+                auth=auth,
+                coordinator=coordinator,
+                resume=resume,
+                sessions=sessions,
+                prepare=mirror.prepare if mirror is not None else None,
+            ),
+            resume=resume,
+            derp=DERPMapWatch(derp, db),
+        ),
+        server,
+    )
     workspace_agents_pb2_grpc.add_WorkspaceAgentsServiceServicer_to_server(
-        WorkspaceAgentsServicer(db=db, clock=clock, settings=settings, auth=auth, derp=derp),
+        WorkspaceAgentsServicer(
+            db=db, clock=clock, settings=settings, auth=auth, derp=derp, tailnet_node=tailnet_node
+        ),
         server,
     )
     me_pb2_grpc.add_MeServiceServicer_to_server(
@@ -162,7 +241,8 @@ def create_server(
         server,
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(db=db, clock=clock, auth=auth, wakeups=wakeups), server
+        AdminServicer(db=db, clock=clock, auth=auth, wakeups=wakeups, derp=derp, resume=resume),
+        server,
     )
     logs_pb2_grpc.add_LogsServiceServicer_to_server(
         LogsServicer(db=db, clock=clock, settings=settings, auth=auth), server
@@ -200,6 +280,8 @@ def create_server(
         server,
     )
     ports = {address: server.add_insecure_port(address) for address in listen}
+    if not settings.replica_address:
+        registry.address = reachable_address(settings.grpc_address, ports)
     return Core(
         server=server,
         health=health_servicer,
@@ -211,6 +293,9 @@ def create_server(
         metrics=metrics,
         tunnels=tunnels,
         dialer=dialer,
+        registry=registry,
+        coordinator=coordinator,
+        mirror=mirror,
     )
 
 
@@ -222,3 +307,12 @@ async def mark_serving(core: Core) -> None:
 
 async def mark_not_serving(core: Core) -> None:
     await core.health.enter_graceful_shutdown()
+
+
+def reachable_address(grpc_address: str, ports: dict[str, int]) -> str:
+    """The gRPC address other replicas are told (``--replica-address``
+    unset): the gRPC listen address with the port it was bound to."""
+    tcp = [a for a in ports if not a.startswith("unix:")]
+    asked = grpc_address if grpc_address in ports else (tcp[0] if tcp else grpc_address)
+    host = asked.rpartition(":")[0]
+    return f"{host}:{ports.get(asked, asked.rpartition(':')[2])}"

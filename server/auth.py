@@ -39,6 +39,10 @@ AUTHORIZATION_METADATA = "authorization"
 API_VERSION_METADATA = "coder-api-version"
 # "major.minor" as the door writes it: no signs, no leading zeros.
 _API_VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})")
+# Tailnet calls: the one agent a user's client coordinates with (REST
+# `{id}/coordinate`), and the resume token that keeps a client's peer id.
+AGENT_ID_METADATA = "agent-id"
+RESUME_TOKEN_METADATA = "resume-token"
 # The REST facade forwards the token's source so 401s can name it like Coder.
 SESSION_COOKIE = "coder_session_token"
 
@@ -265,6 +269,24 @@ class Authenticator:
                 validations=[("version", f"server is at version {newest}, not {value!r}")],
             )
         return value
+
+    # -- either --------------------------------------------------------------
+    def user_or_agent(self, context: Any) -> tuple[Any, AgentInWorkspace | None]:
+        """(user, None) for a user API key, (None, agent) for an agent token;
+        told apart by shape (``<id>-<secret>`` has one hyphen, a UUID four or
+        none), each with its own 401s."""
+        token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
+        if token and token.count("-") != 1:
+            return None, self.agent(context)
+        return self.user(context), None
+
+    def tailnet_metadata(self, context: Any) -> tuple[str | None, str | None]:
+        """The ``agent-id`` and ``resume-token`` a tailnet call carries."""
+        metadata = context.invocation_metadata()
+        return (
+            metadata_value(metadata, AGENT_ID_METADATA),
+            metadata_value(metadata, RESUME_TOKEN_METADATA),
+        )
 
     # -- provisioning --------------------------------------------------------
     def admin(self, context: Any) -> None:

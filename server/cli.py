@@ -47,6 +47,7 @@ SERVER_FLAGS = (
     ("--announcement-banners-file", "agent banners, JSON or YAML list (default: none)"),
     ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
     ("--log-format", "text (a terminal) or json (log shippers); default text"),
+    ("--replica-address", "gRPC HOST:PORT other replicas reach this one at (default: gRPC)"),
 )
 
 
@@ -117,6 +118,7 @@ async def _serve(settings: Settings) -> int:
         return fail(f"cannot listen on {settings.grpc_address} or {core_address}: {err}")
     await db.pubsub.start()
     await core.server.start()
+    await core.start_background()
     await mark_serving(core)
     retention = LogRetention(db, clock, retention=settings.agent_logs_retention)
     retention.start()
@@ -164,6 +166,7 @@ async def _serve(settings: Settings) -> int:
             facade.kill()
     await mark_not_serving(core)
     await retention.stop()
+    await core.stop_background()
     await core.server.stop(grace=5)
     core.close()
     await db.pubsub.close()
@@ -592,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-at", default=None, help="RFC 3339 expiry (default: none)")
     p.add_argument("--token-extra", default=None, help="extra token fields, a JSON object")
     p.set_defaults(func=cmd_external_auth_link)
+
+    from server.cli_derp_map import add_derp_map_commands
+
+    add_derp_map_commands(sub, admin_parser)
 
     logins = sub.add_parser(
         "login", help="exchange a cloud instance identity for an agent session token"

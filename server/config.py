@@ -119,6 +119,11 @@ class Settings:
     sse_keepalive_seconds: int = 15
     # Log lines as text (a terminal) or JSON (log shippers).
     log_format: str = "text"
+    # The gRPC address other replicas reach this one at (the replica
+    # registry); empty means the gRPC listen address.
+    replica_address: str = ""
+    # Replica heartbeat period; 3 missed beats = dead (Coder's pgcoord: 2 s).
+    replica_heartbeat_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("http_address", "grpc_address"):
@@ -158,6 +163,14 @@ class Settings:
             raise SettingsError("agent_logs_limit_bytes must be between 1 and 2147483647")
         if self.log_follow_repoll_seconds <= 0:
             raise SettingsError("log_follow_repoll_seconds must be positive")
+        if not 0 < self.replica_heartbeat_seconds <= 60:
+            raise SettingsError("replica_heartbeat_seconds must be between 0 and 60")
+        if self.replica_address:
+            host, sep, port = self.replica_address.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise SettingsError(
+                    f"replica_address must be HOST:PORT, got {self.replica_address!r}"
+                )
         try:
             parse_retention(self.workspace_agent_logs_retention)
         except SettingsError as err:

@@ -43,6 +43,7 @@ class EmbeddedCore:
         )
         await self.db.pubsub.start()
         await self.core.server.start()
+        await self.core.start_background()
         await mark_serving(self.core)
 
     def start(self) -> EmbeddedCore:
@@ -61,6 +62,7 @@ class EmbeddedCore:
 
     def stop(self, grace: float | None = None) -> None:
         if self.core is not None:
+            self._run(self.core.stop_background())
             self._run(self.core.server.stop(grace))
             self._run(self.db.pubsub.close())
         self._loop.call_soon_threadsafe(self._loop.stop)

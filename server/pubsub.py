@@ -10,6 +10,11 @@ after the listener reconnects (every subscriber is woken then).
 * ``PostgresPubSub`` — several replicas on one PostgreSQL: ``pg_notify``
   inside the writer's transaction (delivered exactly when it commits) and one
   ``LISTEN`` connection per process fanning out to local subscribers.
+
+Besides subscriptions to (topic, key) pairs, a component can ``listen`` to
+a whole topic: its callback gets every key published on it (the tailnet
+coordinator hears about any peer), and ``None`` whenever notifications may
+have been missed (the listener reconnected): then it re-reads everything.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,6 +34,10 @@ log = logging.getLogger(__name__)
 # Topics (the key is the id of the thing that changed).
 AGENT_LOGS = "agent-logs"  # key: agent id; a batch was stored or the agent overflowed
 WORKSPACE = "workspace"  # key: workspace id; a new build was created
+WORKSPACE_OWNER = "workspace-owner"  # key: owner id; one of their workspaces was created or built
+DERP_MAP = "derp-map"  # key: "current"; the stored DERP map was replaced
+TAILNET_PEER = "tailnet-peer"  # key: "<peer id>/<replica id>"; the replica changed the peer's rows
+TAILNET_HANDSHAKE = "tailnet-rfh"  # key: "<dst>/<src>/<replica id>"; ready for handshake
 
 # One PostgreSQL channel for everything; the payload is "<topic>:<key>".
 PG_CHANNEL = "agentplane_events"
@@ -36,6 +46,9 @@ MAX_PAYLOAD = 512
 
 
 Topic = tuple[str, str]
+# A whole-topic listener: called with each key published on the topic, or
+# with None when notifications may have been lost.
+Listener = Callable[[str | None], None]
 
 
 class Subscription:
@@ -57,8 +70,10 @@ class Subscription:
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout (callers re-poll either way)."""
-        # asyncio.timeout, not wait_for: no task per wait (a follower waits
-        # here between batches, thousands of them at once).
+        # asyncio.timeout, not wait_for: no task per wait (thousands of
+        # followers wait here at once), and on Python 3.11 wait_for can swallow
+        # a cancellation that arrives as the event is set, and the waiting
+        # task then outlives its stop.
         try:
             async with asyncio.timeout(timeout):
                 await self._event.wait()
@@ -83,6 +98,7 @@ class _Hub:
 
     def __init__(self) -> None:
         self._subs: dict[Topic, set[Subscription]] = defaultdict(set)
+        self._listeners: dict[str, list[Listener]] = defaultdict(list)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Key -> the hub-wide delivery counter at its last delivery: never
         # goes back, even when every subscriber leaves and others come (one
@@ -105,7 +121,25 @@ class _Hub:
                 if not subs:
                     del self._subs[key]
 
+    def listen(self, topic: str, listener: Listener) -> Callable[[], None]:
+        self._listeners[topic].append(listener)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners[topic].remove(listener)
+
+        return stop
+
+    def _tell_listeners(self, topic: str, key: str | None) -> None:
+        for listener in list(self._listeners.get(topic, ())):
+            try:
+                listener(key)
+            except Exception:
+                log.exception("pubsub listener for %s failed", topic)
+
     def deliver(self, topic: str, key: str) -> None:
+        if topic in self._listeners:
+            self._tell_listeners(topic, key)
         subs = self._subs.get((topic, key))
         if not subs:
             return
@@ -133,6 +167,8 @@ class _Hub:
             self.seq[key] = self._counter
             for sub in list(subs):
                 sub._wake()
+        for topic in list(self._listeners):
+            self._tell_listeners(topic, None)
 
     def count_key(self, key: Topic) -> int:
         return len(self._subs.get(key, ()))
@@ -157,6 +193,12 @@ class InProcessPubSub:
         sub = Subscription(self._hub, keys)
         self._hub.add(sub)
         return sub
+
+    def listen(self, topic: str, listener: Listener) -> Callable[[], None]:
+        """Calls ``listener(key)`` on the loop for every key published on
+        ``topic`` (and ``listener(None)`` after a possible loss); returns the
+        function that stops it."""
+        return self._hub.listen(topic, listener)
 
     def publish(self, conn: sa.Connection | Any, topic: str, key: str) -> None:
         """Called inside the writer's transaction (from ``Database.write`` or
@@ -280,6 +322,12 @@ class PostgresPubSub:
         sub = Subscription(self._hub, keys)
         self._hub.add(sub)
         return sub
+
+    def listen(self, topic: str, listener: Listener) -> Callable[[], None]:
+        """Calls ``listener(key)`` on the loop for every key published on
+        ``topic`` (and ``listener(None)`` after a possible loss); returns the
+        function that stops it."""
+        return self._hub.listen(topic, listener)
 
     def publish(self, conn: sa.Connection | Any, topic: str, key: str) -> None:
         channel, payload = self.sql_notification(topic, key)

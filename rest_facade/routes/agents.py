@@ -147,6 +147,17 @@ def diagnosis_json(d: pb.Diagnosis) -> dict[str, Any]:
             "reason": r.reason,
             "rejected_at": timestamp(r, "rejected_at"),
         }
+    netcheck = None
+    if d.HasField("netcheck"):
+        n = d.netcheck
+        netcheck = {
+            "ipv4": n.ipv4,
+            "ipv6": n.ipv6,
+            "preferred_derp": n.preferred_derp,
+            "preferred_derp_name": n.preferred_derp_name,
+            "reported_at": timestamp(n, "reported_at"),
+            "udp": n.udp,
+        }
     return {
         "agent_id": d.agent_id,
         "build_number": d.build_number,
@@ -160,6 +171,7 @@ def diagnosis_json(d: pb.Diagnosis) -> dict[str, Any]:
         "last_connected_at": timestamp(d, "last_connected_at"),
         "last_connected_replica_id": d.last_connected_replica_id or None,
         "lifecycle_state": d.lifecycle_state,
+        "netcheck": netcheck,
         "pending_scripts": list(d.pending_scripts),
         "state_seconds": d.state_seconds if d.HasField("state_since") else None,
         "state_since": timestamp(d, "state_since"),

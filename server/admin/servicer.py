@@ -4,6 +4,7 @@ then provision."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from agentplane.admin.v1 import admin_pb2 as pb
@@ -12,10 +13,12 @@ from agentplane.admin.v1 import admin_pb2_grpc as pb_grpc
 from server.admin import externalauth, reinit, users, workspaces
 from server.auth import Authenticator
 from server.clock import Clock
-from server.errors import map_servicer_errors
+from server.errors import InvalidArgument, map_servicer_errors
 from server.me.wakeups import Wakeups
 from server.prototime import to_timestamp
 from server.storage.db import Database
+from server.tailnet.derpmap import DERPConfigError, DERPMapSource, validate_derp_map
+from server.tailnet.resume import ResumeTokens
 
 
 def build_message(result: workspaces.BuildResult) -> pb.Build:
@@ -39,13 +42,22 @@ def build_message(result: workspaces.BuildResult) -> pb.Build:
 @map_servicer_errors
 class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(
-        self, *, db: Database, clock: Clock, auth: Authenticator, wakeups: Wakeups | None = None
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        auth: Authenticator,
+        wakeups: Wakeups | None = None,
+        derp: DERPMapSource | None = None,
+        resume: ResumeTokens | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._auth = auth
         # Wakes agents waiting on a token link or a reinit request.
         self._wakeups = wakeups or Wakeups(db)
+        self._derp = derp
+        self._resume = resume or ResumeTokens(db, clock)
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
         self._auth.admin(context)
@@ -127,3 +139,26 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             reason=result.reason,
             build_number=result.build_number,
         )
+
+    async def SetDERPMap(self, request: pb.SetDERPMapRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        try:
+            derp_map = validate_derp_map(json.loads(request.derp_map_json), source="derp_map")
+        except ValueError as err:
+            # DERPConfigError is a ValueError, and so is a JSON syntax error.
+            detail = str(err) if isinstance(err, DERPConfigError) else f"not valid JSON: {err}"
+            raise InvalidArgument(
+                "Validation failed.", validations=[("derp_map", detail)]
+            ) from None
+        if self._derp is None:
+            raise InvalidArgument("This server has no DERP map source.")
+        self._derp.install(derp_map)
+        return pb.SetDERPMapResponse(
+            region_ids=sorted(int(k) for k in derp_map["regions"]),
+        )
+
+    async def RotateResumeTokenKey(
+        self, request: pb.RotateResumeTokenKeyRequest, context: Any
+    ) -> Any:
+        self._auth.admin(context)
+        return pb.RotateResumeTokenKeyResponse(sequence=self._resume.rotate())

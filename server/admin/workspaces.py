@@ -18,7 +18,7 @@ from server.admin.users import resolve_user
 from server.auth import hash_agent_token, new_agent_token
 from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound
-from server.pubsub import WORKSPACE
+from server.pubsub import WORKSPACE, WORKSPACE_OWNER
 from server.storage import resourcemonitors
 from server.storage import workspaces as ws_store
 from server.storage.agents import AUTH_TOKEN, WorkspaceAgent
@@ -236,6 +236,8 @@ def create_workspace(
         workspace = ws_store.Workspace(owner_id=owner.id, name=name, created_at=now, updated_at=now)
         session.add(workspace)
         session.flush()
+        # The owner's workspace-update streams (Tailnet/WorkspaceUpdates).
+        db.pubsub.publish(session, WORKSPACE_OWNER, str(owner.id))
         return _insert_build(
             session,
             clock,
@@ -294,6 +296,8 @@ def build_workspace(
             raise Conflict(
                 f"Another build of {name!r} was created at the same time; try again."
             ) from None
-        # Followers of the replaced agents end their streams.
+        # Followers of the replaced agents end their streams; the owner's
+        # workspace-update streams re-read.
         db.pubsub.publish(session, WORKSPACE, str(workspace.id))
+        db.pubsub.publish(session, WORKSPACE_OWNER, str(workspace.owner_id))
         return result

@@ -2,14 +2,15 @@
 connection monitor writes it: ``first_connected_at`` once,
 ``last_connected_at`` refreshed, ``disconnected_at`` cleared while the agent
 is in contact, and set when its stream ends or it falls silent; plus
-``last_connected_replica_id`` (this process).
+``last_connected_replica_id`` (this process's id in the replica registry,
+``server/replicas.py``).
 
 * ``touch(caller)`` — every agent RPC (or ``seen(agent_id)``, for a call
   authenticated without re-reading the agent's row). It writes only when the row is not
   already "connected here, refreshed within the last few seconds", so an
   agent's steady stream of calls costs a dict update, not a write per call.
 * ``hold(caller)`` — around a stream the agent keeps open (``me/reinit``,
-  the external-auth long-poll; later the tailnet Coordinate stream). While
+  the external-auth long-poll, the tailnet Coordinate stream). While
   held the session is refreshed on a timer; when the last hold ends the
   agent is disconnected at once.
 * ``sweep()`` — the timer: refreshes held sessions and disconnects agents

@@ -8,6 +8,7 @@ upgrades on start and refuses to run against a schema newer than its code.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -291,6 +292,36 @@ class Database:
     def dispose(self) -> None:
         self.close_pinned()
         self.engine.dispose()
+
+
+# Background database work of long-lived components (the replica registry,
+# the tailnet mirror): a few threads of their own, so a slow database does
+# not starve the loop's default executor.
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="agentplane-db"
+)
+
+
+class BackgroundWork:
+    """Database work a component runs on a worker thread and awaits from the
+    loop. Cancelling the awaiting task does not stop the thread, so at its
+    stop the component ``drain``s: waits for what is still running, which
+    would otherwise write after the component is gone (and race what the
+    process or the next test does with the database)."""
+
+    def __init__(self) -> None:
+        self._running: set[concurrent.futures.Future[Any]] = set()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        future = _BACKGROUND.submit(fn, *args)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return await asyncio.wrap_future(future)
+
+    async def drain(self, timeout: float = 15.0) -> None:
+        running = list(self._running)
+        if running:
+            await asyncio.to_thread(concurrent.futures.wait, running, timeout)
 
 
 # A kept read connection idle longer than this is pinged before use.

@@ -77,3 +77,46 @@ def latest_build_number_subquery() -> sa.ScalarSelect[int]:
         .where(inner.c.workspace_id == WorkspaceBuild.__table__.c.workspace_id)
         .scalar_subquery()
     )
+
+
+def list_workspaces_and_agents_by_owner(
+    conn: sa.Connection, *, owner_id: uuid.UUID
+) -> list[tuple[uuid.UUID, str, str, str, list[tuple[uuid.UUID, str]]]]:
+    """The owner's workspaces that are not deleted, each with its latest
+    build's job status and transition and that build's agents (Coder's
+    GetWorkspacesAndAgentsByOwnerID): (id, name, job_status, transition,
+    [(agent id, agent name)])."""
+    from server.storage.agents import WorkspaceAgent
+
+    workspaces = Workspace.__table__
+    builds = WorkspaceBuild.__table__
+    resources = WorkspaceResource.__table__
+    agents = WorkspaceAgent.__table__
+    latest = latest_build_number_subquery()
+    rows = conn.execute(
+        sa.select(
+            workspaces.c.id,
+            workspaces.c.name,
+            builds.c.id.label("build_id"),
+            builds.c.job_status,
+            builds.c.transition,
+        )
+        .select_from(workspaces.join(builds, builds.c.workspace_id == workspaces.c.id))
+        .where(
+            workspaces.c.owner_id == owner_id,
+            ~workspaces.c.deleted,
+            builds.c.build_number == latest,
+        )
+        .order_by(workspaces.c.name)
+    ).all()
+    if not rows:
+        return []
+    by_build: dict[uuid.UUID, list[tuple[uuid.UUID, str]]] = {r.build_id: [] for r in rows}
+    for agent in conn.execute(
+        sa.select(agents.c.id, agents.c.name, resources.c.build_id)
+        .select_from(agents.join(resources, resources.c.id == agents.c.resource_id))
+        .where(resources.c.build_id.in_(list(by_build)), ~agents.c.deleted)
+        .order_by(agents.c.name, agents.c.id)
+    ).all():
+        by_build[agent.build_id].append((agent.id, agent.name))
+    return [(r.id, r.name, r.job_status, r.transition, by_build[r.build_id]) for r in rows]

@@ -1,15 +1,25 @@
 """The deployment's DERP map: loaded from ``--derp-config`` (Tailscale's
-``tailcfg.DERPMap`` JSON, as Coder's REST shows it), shared through the
-database, rewritten when direct connections are disabled, and converted to
-the ``coder.tailnet.v2.DERPMap`` proto for agents.
+``tailcfg.DERPMap`` JSON, as Coder's REST shows it) or replaced by an admin
+(``AdminService/SetDERPMap``, ``agentplane derp-map set``), shared through
+the database, rewritten when direct connections are disabled, converted to
+the ``coder.tailnet.v2.DERPMap`` proto for agents, and followed
+(``Tailnet/StreamDERPMaps``: the map at once, then each change).
+
+A replacement is published (``DERP_MAP``) in the transaction that stores
+it, so followers on every replica see it as soon as it commits; a change
+made behind the server's back (a direct database edit) is seen by the 5 s
+re-read Coder does too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import json
+import logging
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +27,11 @@ from urllib.parse import urlsplit
 from coder.tailnet.v2 import tailnet_pb2
 
 from server.clock import Clock
+from server.pubsub import DERP_MAP
 from server.storage import derp as derp_store
 from server.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 # Coder re-reads the DERP map every 5 s (DERPMapUpdateFrequency).
 REFRESH_INTERVAL = dt.timedelta(seconds=5)
@@ -96,6 +109,12 @@ def validate_derp_map(raw: Any, *, source: str) -> dict[str, Any]:
         nodes = region.get("nodes", [])
         if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
             raise DERPConfigError(f"{source}: region {key!r} nodes must be a list of objects")
+    # Every field must fit its proto type (a string where a number belongs,
+    # a port past int32) now, not when the map is first sent to agents.
+    try:
+        to_proto(raw)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DERPConfigError(f"{source}: {err}") from None
     return raw
 
 
@@ -152,9 +171,15 @@ class DERPMapSource:
         self._read_at: dt.datetime | None = None
 
     def install(self, derp_map: dict[str, Any]) -> None:
-        """Stores a configured map for every replica (from --derp-config)."""
+        """Stores a map for every replica (``--derp-config``, or an admin's
+        replacement); followers everywhere get it once this commits."""
         with self._db.session() as session:
             derp_store.upsert_derp_map(session, derp_map=derp_map, now=self._clock.now())
+            self._db.pubsub.publish(session, DERP_MAP, "current")
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """The next read goes to the database."""
         with self._lock:
             self._cached = None
 
@@ -182,3 +207,67 @@ class DERPMapSource:
 
     def proto(self) -> tailnet_pb2.DERPMap:
         return self._current()[1]
+
+
+class DERPMapWatch:
+    """Followers of the DERP map in this process share one reader, which
+    re-reads when a replacement is published and every 5 s (for changes
+    made without one), while anyone follows."""
+
+    def __init__(self, source: DERPMapSource, db: Database) -> None:
+        self._source = source
+        self._db = db
+        self._followers = 0
+        self._task: asyncio.Task[None] | None = None
+        self._changed: asyncio.Future[None] | None = None
+        # The map as the watcher last read it, and its canonical bytes.
+        self._map: tailnet_pb2.DERPMap | None = None
+        self._current: bytes | None = None
+
+    async def _watch(self) -> None:
+        with self._db.pubsub.subscribe((DERP_MAP, "current")) as sub:
+            while True:
+                await sub.wait(REFRESH_INTERVAL.total_seconds())
+                try:
+                    self._source.invalidate()
+                    latest = self._source.proto()
+                except Exception:
+                    log.warning("could not re-read the DERP map", exc_info=True)
+                    continue
+                latest_bytes = latest.SerializeToString(deterministic=True)
+                if latest_bytes != self._current:
+                    self._map, self._current = latest, latest_bytes
+                    changed, self._changed = self._changed, None
+                    if changed is not None and not changed.done():
+                        changed.set_result(None)
+
+    def _next_change(self) -> asyncio.Future[None]:
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    async def follow(self) -> AsyncIterator[tailnet_pb2.DERPMap]:
+        """The current map, then the map again each time it changes."""
+        self._followers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._watch(), name="derp-map-watch")
+        try:
+            sent = self._source.proto()
+            sent_bytes = sent.SerializeToString(deterministic=True)
+            yield sent
+            while True:
+                # Taken before looking, so a change right after the look
+                # still wakes this follower.
+                change = self._next_change()
+                if self._current is not None and self._current != sent_bytes:
+                    assert self._map is not None
+                    sent, sent_bytes = self._map, self._current
+                    yield sent
+                    continue
+                await asyncio.shield(change)
+        finally:
+            self._followers -= 1
+            if self._followers == 0 and self._task is not None:
+                self._task.cancel()
+                self._task = None
+                self._map = self._current = None

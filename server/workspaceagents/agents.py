@@ -22,6 +22,7 @@ from server.storage import appstatus
 from server.storage.agentviews import AgentChildren
 from server.storage.db import Database
 from server.storage.prepared import remember
+from server.tailnet.nodes import region_latency
 from server.workspaceagents.status import connection_status, health
 
 # Display apps Coder exposes on the agent object.
@@ -250,3 +251,13 @@ def get_workspace_agent(
         inactive_timeout=inactive_timeout,
         memo=not db.is_postgres,
     )
+
+
+def add_latency(msg: pb.WorkspaceAgent, node: bytes | None, derp: Any) -> None:
+    """coderd's ``latency``: from the agent's latest tailnet node, its DERP
+    latencies keyed by region name (none while the agent has no node)."""
+    if node is None:
+        return
+    for name, (ms, preferred) in region_latency(node, derp.proto().regions).items():
+        msg.latency[name].latency_ms = ms
+        msg.latency[name].preferred = preferred

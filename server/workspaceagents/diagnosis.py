@@ -19,10 +19,11 @@ import threading
 from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
+from coder.tailnet.v2 import tailnet_pb2
 
 from server.clock import Clock, as_utc
 from server.prototime import to_timestamp
-from server.storage import agentdiagnostics, scripttimings
+from server.storage import agentdiagnostics, scripttimings, tailnettelemetry
 from server.storage.db import Database
 from server.workspaceagents.agents import readable_agent
 from server.workspaceagents.status import SHUTTING_DOWN, connection_status
@@ -88,6 +89,26 @@ class TokenRefusals:
             log.exception("recording a refused agent token failed")
 
 
+def _netcheck_summary(row: Any, derp: Any) -> pb.NetcheckSummary:
+    """What the agent's last netcheck says: its preferred DERP region and
+    whether UDP (direct connections) works."""
+    report = tailnet_pb2.Netcheck.FromString(row.netcheck)
+    summary = pb.NetcheckSummary(
+        reported_at=to_timestamp(as_utc(row.netcheck_time)),
+        preferred_derp=report.PreferredDERP,
+        udp=report.UDP,
+        ipv4=report.IPv4,
+        ipv6=report.IPv6,
+    )
+    if report.PreferredDERP:
+        regions = derp.proto().regions if derp is not None else {}
+        region = regions.get(report.PreferredDERP) if report.PreferredDERP in regions else None
+        summary.preferred_derp_name = (
+            region.region_name if region is not None else f"Unnamed {report.PreferredDERP}"
+        )
+    return summary
+
+
 def _when(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -103,6 +124,7 @@ def get_workspace_agent_diagnosis(
     user: Any,
     agent_id_text: str,
     inactive_timeout: dt.timedelta,
+    derp: Any = None,
 ) -> pb.Diagnosis:
     found = readable_agent(db, user=user, agent_id_text=agent_id_text)
     agent = found.agent
@@ -136,6 +158,9 @@ def get_workspace_agent_diagnosis(
             else []
         )
         scripts = db.agent_views.children(conn, agent).scripts
+        telemetry = tailnettelemetry.get_telemetry(conn, peer_id=agent.id)
+    if telemetry is not None and telemetry.netcheck is not None:
+        out.netcheck.CopyFrom(_netcheck_summary(telemetry, derp))
     if refusal is not None:
         out.token_rejection.CopyFrom(
             pb.TokenRejection(

@@ -4,6 +4,8 @@ resolve the calling user, then the concern function."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from agentplane.workspaceagents.v1 import workspace_agents_pb2 as pb
@@ -15,7 +17,7 @@ from server.config import Settings
 from server.errors import map_servicer_errors
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
-from server.workspaceagents.agents import get_workspace_agent
+from server.workspaceagents.agents import add_latency, get_workspace_agent
 from server.workspaceagents.connection import get_connection_info
 from server.workspaceagents.diagnosis import get_workspace_agent_diagnosis
 
@@ -30,6 +32,7 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
         settings: Settings,
         auth: Authenticator,
         derp: DERPMapSource,
+        tailnet_node: Callable[[uuid.UUID], bytes | None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -37,6 +40,8 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
         self._auth = auth
         self._derp = derp
         self._inactive = dt.timedelta(seconds=settings.agent_inactive_timeout_seconds)
+        # The agent's latest tailnet node, for `latency` (coordinator).
+        self._tailnet_node = tailnet_node
 
     async def GetWorkspaceAgent(self, request: pb.GetWorkspaceAgentRequest, context: Any) -> Any:
         user = self._auth.user(context)
@@ -47,6 +52,8 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
             agent_id_text=request.id,
             inactive_timeout=self._inactive,
         )
+        if self._tailnet_node is not None:
+            add_latency(agent, self._tailnet_node(uuid.UUID(agent.id)), self._derp)
         return pb.GetWorkspaceAgentResponse(agent=agent)
 
     async def GetConnectionInfo(self, request: pb.GetConnectionInfoRequest, context: Any) -> Any:
@@ -65,5 +72,6 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
             user=user,
             agent_id_text=request.id,
             inactive_timeout=self._inactive,
+            derp=self._derp,
         )
         return pb.GetWorkspaceAgentDiagnosisResponse(diagnosis=diagnosis)

@@ -270,6 +270,7 @@ DIAGNOSIS_KEYS = {
     "summary",
     "token_rejection",
     "waiting_on",
+    "netcheck",
 }
 
 
@@ -293,6 +294,7 @@ def test_diagnosis_route(rest, clock, provision) -> None:
     assert body["token_rejection"]["rejected_at"] == rfc3339(clock.now())
     assert body["last_connected_replica_id"] is None and body["first_connected_at"] is None
     assert body["state_since"] == body["created_at"] and body["state_seconds"] == 0
+    assert body["netcheck"] is None  # no tailnet telemetry from the agent yet
     missing = rest.get(
         f"/api/v2/workspaceagents/{uuid.uuid4()}/diagnosis",
         headers={"Coder-Session-Token": ws.api_key},

@@ -208,16 +208,14 @@ def test_errors_carry_text_and_code(db, core, provision) -> None:
                 0,
                 'protocol error: unknown rpc: "/coder.agent.v2.Agent/Nope"',
             )
-            # Tailnet's streams answer drpcerr.Unimplemented (12) until the
-            # coordination issue implements them.
-            call = await client.server_stream(
-                "/coder.tailnet.v2.Tailnet/StreamDERPMaps",
-                tailnet_pb2.StreamDERPMapsRequest().SerializeToString(),
-            )
+            # An RPC the core does not implement is drpcerr.Unimplemented
+            # (12), which Coder's clients test for.
             with pytest.raises(SpecError) as err:
-                await call.recv()
+                await client.unary(
+                    "/coder.agent.v2.Agent/CreateSubAgent",
+                    agent_pb2.CreateSubAgentRequest().SerializeToString(),
+                )
             assert err.value.code == 12
-            await call.stream.close()
 
     run(main)
 

@@ -8,7 +8,6 @@ import uuid
 import grpc
 import pytest
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
-from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
 
 from tests.conftest import token_md
 
@@ -54,14 +53,5 @@ def test_later_rpcs_answer_unimplemented(channel, provision) -> None:
     with pytest.raises(grpc.RpcError) as info:
         agent_pb2_grpc.AgentStub(channel).ListSubAgents(
             agent_pb2.ListSubAgentsRequest(), metadata=md
-        )
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    with pytest.raises(grpc.RpcError) as info:
-        next(
-            iter(
-                tailnet_pb2_grpc.TailnetStub(channel).StreamDERPMaps(
-                    tailnet_pb2.StreamDERPMapsRequest(), metadata=md
-                )
-            )
         )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

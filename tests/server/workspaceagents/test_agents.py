@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import grpc
@@ -16,6 +17,8 @@ from server.storage import users as user_store
 from server.storage.agents import WorkspaceAgent
 from server.workspaceagents.agents import get_workspace_agent
 from tests.conftest import token_md
+from tests.server.tailnet._coordinate import Coordination, agent_node, md, update_self
+from tests.server.tailnet.test_coordinator import agent_barrier
 
 INACTIVE = dt.timedelta(seconds=30)
 
@@ -156,3 +159,42 @@ def test_connection_info_servicer(channel, provision, settings) -> None:
             metadata=token_md(provision.user().api_key),
         )
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_latency_comes_from_the_agents_tailnet_node(channel, provision, rest) -> None:
+    """coderd's ``latency``: the agent's latest node's DERP latencies keyed
+    by region name (``Unnamed <id>`` outside the map), in ms, with the
+    preferred region marked; none before the agent posts a node."""
+    ws = provision.workspace()
+    main = ws.agent("main")
+    stub = pb_grpc.WorkspaceAgentsServiceStub(channel)
+
+    def latency() -> dict:
+        return rest.get(
+            f"/api/v2/workspaceagents/{main.id}", headers={"Coder-Session-Token": ws.api_key}
+        ).get_json()["latency"]
+
+    assert latency() == {}
+    agent = Coordination(channel, md(main.auth_token))
+    node = agent_node(
+        main.id,
+        preferred_derp=999,
+        derp_latency={"999-v4": 0.0125, "999-v6": 0.02, "3-v4": 0.1, "bogus": 1.0},
+    )
+    agent.send(update_self(node))
+    agent_barrier(agent)
+    assert latency() == {
+        "Coder Embedded Relay": {"latency_ms": 12.5, "preferred": True},
+        "Unnamed 3": {"latency_ms": 100, "preferred": False},
+    }
+    got = stub.GetWorkspaceAgent(
+        pb.GetWorkspaceAgentRequest(id=main.id), metadata=token_md(ws.api_key)
+    )
+    assert got.agent.latency["Unnamed 3"].latency_ms == 100
+    # A lost agent has no node to show.
+    agent.cancel()
+    assert agent.end() is not None
+    deadline = time.monotonic() + 10
+    while latency() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server notices the cancelled stream
+    assert latency() == {}

@@ -154,3 +154,25 @@ class ReinitWorkspaceResponse(_message.Message):
     reason: str
     build_number: int
     def __init__(self, workspace_id: _Optional[str] = ..., owner_id: _Optional[str] = ..., reason: _Optional[str] = ..., build_number: _Optional[int] = ...) -> None: ...
+
+class SetDERPMapRequest(_message.Message):
+    __slots__ = ("derp_map_json",)
+    DERP_MAP_JSON_FIELD_NUMBER: _ClassVar[int]
+    derp_map_json: str
+    def __init__(self, derp_map_json: _Optional[str] = ...) -> None: ...
+
+class SetDERPMapResponse(_message.Message):
+    __slots__ = ("region_ids",)
+    REGION_IDS_FIELD_NUMBER: _ClassVar[int]
+    region_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, region_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RotateResumeTokenKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateResumeTokenKeyResponse(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...

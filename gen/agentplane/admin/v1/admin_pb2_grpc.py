@@ -64,6 +64,16 @@ class AdminServiceStub:
                 request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.SerializeToString,
                 response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.SetDERPMap = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/SetDERPMap',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapResponse.FromString,
+                _registered_method=True)
+        self.RotateResumeTokenKey = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/RotateResumeTokenKey',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -114,6 +124,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDERPMap(self, request, context):
+        """Replaces the deployment's DERP map (Tailscale's tailcfg.DERPMap JSON);
+        StreamDERPMaps followers on every replica get it within 5 s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateResumeTokenKey(self, request, context):
+        """Starts signing tailnet resume tokens with a new key; tokens signed with
+        older keys stay valid until they expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +172,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ReinitWorkspace,
                     request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.FromString,
                     response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.SerializeToString,
+            ),
+            'SetDERPMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDERPMap,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapResponse.SerializeToString,
+            ),
+            'RotateResumeTokenKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateResumeTokenKey,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +346,60 @@ class AdminService:
             '/agentplane.admin.v1.AdminService/ReinitWorkspace',
             agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceRequest.SerializeToString,
             agentplane_dot_admin_dot_v1_dot_admin__pb2.ReinitWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDERPMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/SetDERPMap',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.SetDERPMapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateResumeTokenKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/RotateResumeTokenKey',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -259,7 +259,7 @@ class GetWorkspaceAgentDiagnosisResponse(_message.Message):
     def __init__(self, diagnosis: _Optional[_Union[Diagnosis, _Mapping]] = ...) -> None: ...
 
 class Diagnosis(_message.Message):
-    __slots__ = ("agent_id", "status", "lifecycle_state", "waiting_on", "summary", "build_number", "created_at", "first_connected_at", "last_connected_at", "disconnected_at", "last_connected_replica_id", "token_rejection", "state_since", "state_seconds", "pending_scripts", "failed_scripts")
+    __slots__ = ("agent_id", "status", "lifecycle_state", "waiting_on", "summary", "build_number", "created_at", "first_connected_at", "last_connected_at", "disconnected_at", "last_connected_replica_id", "token_rejection", "state_since", "state_seconds", "pending_scripts", "failed_scripts", "netcheck")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LIFECYCLE_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +276,7 @@ class Diagnosis(_message.Message):
     STATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PENDING_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
     FAILED_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
+    NETCHECK_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     status: str
     lifecycle_state: str
@@ -292,7 +293,24 @@ class Diagnosis(_message.Message):
     state_seconds: int
     pending_scripts: _containers.RepeatedScalarFieldContainer[str]
     failed_scripts: _containers.RepeatedCompositeFieldContainer[ScriptFailure]
-    def __init__(self, agent_id: _Optional[str] = ..., status: _Optional[str] = ..., lifecycle_state: _Optional[str] = ..., waiting_on: _Optional[str] = ..., summary: _Optional[str] = ..., build_number: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_replica_id: _Optional[str] = ..., token_rejection: _Optional[_Union[TokenRejection, _Mapping]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_seconds: _Optional[int] = ..., pending_scripts: _Optional[_Iterable[str]] = ..., failed_scripts: _Optional[_Iterable[_Union[ScriptFailure, _Mapping]]] = ...) -> None: ...
+    netcheck: NetcheckSummary
+    def __init__(self, agent_id: _Optional[str] = ..., status: _Optional[str] = ..., lifecycle_state: _Optional[str] = ..., waiting_on: _Optional[str] = ..., summary: _Optional[str] = ..., build_number: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_connected_replica_id: _Optional[str] = ..., token_rejection: _Optional[_Union[TokenRejection, _Mapping]] = ..., state_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_seconds: _Optional[int] = ..., pending_scripts: _Optional[_Iterable[str]] = ..., failed_scripts: _Optional[_Iterable[_Union[ScriptFailure, _Mapping]]] = ..., netcheck: _Optional[_Union[NetcheckSummary, _Mapping]] = ...) -> None: ...
+
+class NetcheckSummary(_message.Message):
+    __slots__ = ("reported_at", "preferred_derp", "preferred_derp_name", "udp", "ipv4", "ipv6")
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_DERP_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_DERP_NAME_FIELD_NUMBER: _ClassVar[int]
+    UDP_FIELD_NUMBER: _ClassVar[int]
+    IPV4_FIELD_NUMBER: _ClassVar[int]
+    IPV6_FIELD_NUMBER: _ClassVar[int]
+    reported_at: _timestamp_pb2.Timestamp
+    preferred_derp: int
+    preferred_derp_name: str
+    udp: bool
+    ipv4: bool
+    ipv6: bool
+    def __init__(self, reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., preferred_derp: _Optional[int] = ..., preferred_derp_name: _Optional[str] = ..., udp: _Optional[bool] = ..., ipv4: _Optional[bool] = ..., ipv6: _Optional[bool] = ...) -> None: ...
 
 class TokenRejection(_message.Message):
     __slots__ = ("rejected_at", "reason", "build_number", "attempts")
