@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from server.storage.agents import WorkspaceAgent
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column, text_column
 from server.storage.workspaces import (
     Workspace,
     WorkspaceBuild,
@@ -37,9 +37,9 @@ class WorkspaceAgentTokenRejection(SQLModel, table=True):
         foreign_key="workspace_agents.id", primary_key=True, ondelete="CASCADE"
     )
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", ondelete="CASCADE")
-    agent_name: str = Field(max_length=64)
+    agent_name: str = string_column(64)
     build_number: int
-    reason: str = Field(sa_type=sa.Text)
+    reason: str = text_column()
     rejected_at: dt.datetime = required_timestamp()
     attempts: int = Field(default=1, sa_type=sa.BigInteger)
 

@@ -69,6 +69,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
+    """An engine for the deployment's database. Its errors never carry the
+    statement's parameters (``hide_parameters``): they hold what callers
+    sent (tokens, hashes, text) and end up in the server's log."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -76,6 +79,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
+            hide_parameters=True,
             connect_args={"check_same_thread": False, "timeout": LOCK_WAIT_SECONDS},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -84,6 +88,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
         return engine
     engine = sa.create_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

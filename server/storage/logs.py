@@ -24,7 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from server.storage.agents import WorkspaceAgent, bump_revision, token_still_valid
 from server.storage.prepared import Prepared
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column, text_column, without_nul
 from server.storage.workspaces import (
     WorkspaceBuild,
     WorkspaceResource,
@@ -48,8 +48,8 @@ class WorkspaceAgentLogSource(SQLModel, table=True):
     )
     id: uuid.UUID = Field(primary_key=True)
     created_at: dt.datetime = required_timestamp()
-    display_name: str = Field(max_length=127)
-    icon: str = Field(default="", sa_type=sa.Text)
+    display_name: str = string_column(127)
+    icon: str = text_column(default="")
 
 
 class WorkspaceAgentLog(SQLModel, table=True):
@@ -64,8 +64,8 @@ class WorkspaceAgentLog(SQLModel, table=True):
     )
     agent_id: uuid.UUID = Field(foreign_key="workspace_agents.id", ondelete="CASCADE")
     created_at: dt.datetime = required_timestamp()
-    output: str = Field(max_length=MAX_LINE_CHARS)
-    level: str = Field(default="info", max_length=8)
+    output: str = string_column(MAX_LINE_CHARS)
+    level: str = string_column(8, default="info")
     log_source_id: uuid.UUID
 
 
@@ -203,13 +203,10 @@ class LogBatch:
     levels: Sequence[str]
 
 
-NUL_REPLACEMENT = "\u274c"
-
-
-def sanitize_output(output: str) -> str:
-    """Coder's rule for stored output: NUL becomes U+274C (PostgreSQL text
-    cannot hold it; SQLite stores the same, so both backends agree)."""
-    return output.replace("\x00", NUL_REPLACEMENT) if "\x00" in output else output
+# Coder's rule for stored output, which is the rule for all stored text
+# (storage/types.py). The bulk inserts below bypass bind processing, so the
+# batch applies it itself, before counting the bytes (Coder's accounting).
+sanitize_output = without_nul
 
 
 _LOG_COLUMNS = "workspace_agent_logs (agent_id, created_at, output, level, log_source_id)"

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column
 
 REASON_PREBUILD_CLAIMED = "prebuild_claimed"
 
@@ -30,7 +30,7 @@ class WorkspaceReinitEvent(SQLModel, table=True):
     )
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
-    reason: str = Field(default=REASON_PREBUILD_CLAIMED, max_length=32)
+    reason: str = string_column(32, default=REASON_PREBUILD_CLAIMED)
     # The workspace's latest build when the request was made: agents of that
     # build (or newer) have not reinitialized since.
     build_number: int

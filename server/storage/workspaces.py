@@ -8,7 +8,13 @@ import uuid
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from server.storage.types import new_id, required_timestamp, utc_timestamp
+from server.storage.types import (
+    new_id,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 
 TRANSITIONS = ("start", "stop", "delete")
 
@@ -19,7 +25,7 @@ class Workspace(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", index=True)
-    name: str = Field(max_length=64)
+    name: str = string_column(64)
     deleted: bool = Field(default=False)
     created_at: dt.datetime = required_timestamp()
     updated_at: dt.datetime = required_timestamp()
@@ -34,11 +40,11 @@ class WorkspaceBuild(SQLModel, table=True):
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")
     build_number: int
     # start | stop | delete
-    transition: str = Field(max_length=16)
+    transition: str = string_column(16)
     # Provisioning is synchronous here, so a stored build's job has succeeded;
     # the column keeps Coder's pending/running states expressible.
-    job_status: str = Field(default="succeeded", max_length=16)
-    spec_json: str = Field(sa_type=sa.Text)
+    job_status: str = string_column(16, default="succeeded")
+    spec_json: str = text_column()
     created_at: dt.datetime = required_timestamp()
 
 
@@ -47,8 +53,8 @@ class WorkspaceResource(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     build_id: uuid.UUID = Field(foreign_key="workspace_builds.id", index=True, ondelete="CASCADE")
-    name: str = Field(max_length=255)
-    type: str = Field(default="", max_length=255)
+    name: str = string_column(255)
+    type: str = string_column(255, default="")
     created_at: dt.datetime = required_timestamp()
 
 
