@@ -136,6 +136,20 @@ def migrate(engine: sa.Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """The database could not take the statement now — unreachable,
+    restarting, out of connections, a lock held past the lock timeout — so
+    the same statement may pass later. False for what the database refuses
+    for the statement itself (a constraint, a value it cannot hold)."""
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection in time
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError
+    )
+
+
 # Key in a connection's or session's ``info``: callables to run once its
 # transaction has committed (e.g. in-process notifications, which must not
 # wake a reader before the rows are visible).
