@@ -19,7 +19,14 @@ from typing import Any
 import grpc
 import yaml
 
-from server.config import DEFAULT_GRPC_ADDRESS, Settings, SettingsError, load_settings
+from server.config import (
+    DEFAULT_GRPC_ADDRESS,
+    INT64_MAX,
+    Settings,
+    SettingsError,
+    load_settings,
+    parse_int64,
+)
 
 log = logging.getLogger("agentplane")
 
@@ -524,6 +531,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return fail(body["message"] + (f" ({body['detail']})" if body.get("detail") else ""))
 
 
+def _log_cursor(text: str) -> int:
+    """A log id as Coder's cursor takes it (Go's ParseInt, 0 or more)."""
+    value = parse_int64(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {INT64_MAX}, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -614,7 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="print (or --follow) an agent's logs")
     p.add_argument("agent_id")
     p.add_argument("--follow", action="store_true", help="keep streaming new logs")
-    p.add_argument("--after", type=int, default=0, help="only logs with id > AFTER")
+    p.add_argument(
+        "--after", type=_log_cursor, default=0, metavar="N", help="only logs with id > N"
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument(
         "--token",

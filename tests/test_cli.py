@@ -118,3 +118,17 @@ def test_server_refuses_a_newer_schema(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "9999_future" in done.stderr and "newer agentplane" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "\u0663", "-1", "1_0", " 1"])
+def test_logs_after_takes_only_go_integers(value: str, capsys) -> None:
+    """`agentplane logs --after` past int64 (or not Go's integer at all) is a
+    usage error on one line, not a traceback from the gRPC request."""
+    from server.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["logs", "00000000-0000-0000-0000-000000000000", "--after", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "argument --after: must be an integer from 0 to 9223372036854775807" in err

@@ -30,6 +30,7 @@ from rest_facade.errors import error_response, rpc_error_response
 from rest_facade.parse import read_json, session_token
 from rest_facade.streams import stream_slots
 from rest_facade.websocket import PING_INTERVAL_SECONDS, send_text, serve_websocket, wants_websocket
+from server.config import parse_int64
 
 bp = Blueprint("logs", __name__)
 
@@ -168,11 +169,9 @@ def _cursor(name: str) -> int | Response | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
+    # Coder's strconv.ParseInt: ASCII digits, an optional sign, int64.
+    value = parse_int64(raw)
+    if value is None or value < 0:
         detail = f'Query param "{name}" must be an integer greater than or equal to zero.'
         return error_response(400, detail, validations=[(name, detail)])
     return value

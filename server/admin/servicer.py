@@ -3,7 +3,6 @@ then provision."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from agentplane.admin.v1 import admin_pb2 as pb
@@ -14,7 +13,7 @@ from server.auth import Authenticator
 from server.clock import Clock
 from server.errors import map_servicer_errors
 from server.me.wakeups import Wakeups
-from server.prototime import to_timestamp
+from server.prototime import from_timestamp, to_timestamp
 from server.storage.db import Database
 
 
@@ -104,7 +103,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             access_token=request.access_token,
             refresh_token=request.refresh_token,
             expires_at=(
-                request.expires_at.ToDatetime(tzinfo=dt.UTC)
+                from_timestamp(request.expires_at, "expires_at")
                 if request.HasField("expires_at")
                 else None
             ),
