@@ -3,10 +3,16 @@
 Gunicorn's gthread worker is a production server that also carries
 WebSockets (flask-sock hijacks the socket); see the README for the
 measurement behind the choice. Settings come from AGENTPLANE_* like the core.
+
+Under ``agentplane server`` the facade never binds: the supervisor binds the
+REST address (so a taken port fails the server before it says it is ready)
+and passes the listening socket down as an inherited descriptor, named in
+``AGENTPLANE_FACADE_LISTEN_FD``; gunicorn serves it as ``fd://N``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -32,9 +38,13 @@ class FacadeServer(BaseApplication):  # type: ignore[misc]
         return create_app(self._settings)
 
 
-def gunicorn_options(settings: Settings) -> dict[str, Any]:
+# Set by the supervisor (server/exclusive.py FACADE_LISTEN_FD_ENV).
+LISTEN_FD_ENV = "AGENTPLANE_FACADE_LISTEN_FD"
+
+
+def gunicorn_options(settings: Settings, listen_fd: int | None = None) -> dict[str, Any]:
     return {
-        "bind": settings.http_address,
+        "bind": f"fd://{listen_fd}" if listen_fd is not None else settings.http_address,
         "worker_class": "gthread",
         "workers": 1,
         "threads": settings.facade_threads,
@@ -48,7 +58,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     settings = load_settings()
-    FacadeServer(settings, gunicorn_options(settings)).run()
+    raw_fd = os.environ.get(LISTEN_FD_ENV)
+    listen_fd = int(raw_fd) if raw_fd else None
+    FacadeServer(settings, gunicorn_options(settings, listen_fd)).run()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 from coder.tailnet.v2 import tailnet_pb2, tailnet_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from server.admin.servicer import AdminServicer
 from server.agentapi.logwriter import LogWriter
@@ -25,11 +24,13 @@ from server.agentapi.writebehind import ReportBuffers
 from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
+from server.health import DatabaseHealth
 from server.identity.login import IdentityTrust, load_identity_trust
 from server.identity.servicer import InstanceIdentityServicer
 from server.logs.servicer import LogsServicer
 from server.me.servicer import MeServicer
 from server.me.wakeups import Wakeups
+from server.reflection import enable_server_reflection
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPMapSource
 from server.tailnet.servicer import TailnetServicer
@@ -64,6 +65,8 @@ class Core:
     reports: ReportBuffers | None = None
     # Group commit of agents' log batches (keeps a connection, maybe a thread).
     log_writer: LogWriter | None = None
+    # Health follows the database (grpc.health.v1 NOT_SERVING when it is away).
+    db_health: DatabaseHealth | None = None
 
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
@@ -117,6 +120,9 @@ def create_server(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # gRPC sets SO_REUSEPORT by default: a second server on the same
+            # port would bind beside this one and take half its calls.
+            ("grpc.so_reuseport", 0),
         ]
     )
     agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)
@@ -143,13 +149,8 @@ def create_server(
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     ports = {address: server.add_insecure_port(address) for address in listen}
     return Core(
@@ -160,14 +161,18 @@ def create_server(
         wakeups=wakeups,
         reports=agent_servicer.reports,
         log_writer=agent_servicer.log_writer,
+        db_health=DatabaseHealth(db, health_servicer, SERVICE_NAMES),
     )
 
 
 async def mark_serving(core: Core) -> None:
-    await core.health.set("", health_pb2.HealthCheckResponse.SERVING)
-    for name in SERVICE_NAMES:
-        await core.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    """SERVING once the database answers, and from then on while it does."""
+    assert core.db_health is not None
+    await core.db_health.check()
+    core.db_health.start()
 
 
 async def mark_not_serving(core: Core) -> None:
+    if core.db_health is not None:
+        await core.db_health.stop()
     await core.health.enter_graceful_shutdown()
