@@ -52,6 +52,10 @@ SERVER_FLAGS = (
     ("--external-auth-listen-timeout-seconds", "longest me/external-auth?listen wait (300)"),
     ("--announcement-banners-file", "agent banners, JSON or YAML list (default: none)"),
     ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
+    (
+        "--agent-fallback-troubleshooting-url",
+        "troubleshooting URL of agents whose spec sets none (Coder's default)",
+    ),
 )
 
 
@@ -513,6 +517,30 @@ def cmd_workspaces_reinit(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_workspaces_prebuild(args: argparse.Namespace) -> int:
+    from agentplane.admin.v1 import admin_pb2
+
+    out = _call(
+        args,
+        "CreatePrebuild",
+        admin_pb2.CreatePrebuildRequest(name=args.name, spec_json=_read_spec(args.spec)),
+    )
+    return _print(_build_json(out["build"]))
+
+
+def cmd_workspaces_claim(args: argparse.Namespace) -> int:
+    from agentplane.admin.v1 import admin_pb2
+
+    out = _call(
+        args,
+        "ClaimPrebuild",
+        admin_pb2.ClaimPrebuildRequest(
+            name=args.name, owner=args.owner, new_name=args.new_name or ""
+        ),
+    )
+    return _print({**_build_json(out["build"]), "owner_id": out["owner_id"]})
+
+
 def cmd_external_auth_link(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -773,6 +801,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True, help="the owner's username or id")
     p.add_argument("--name", required=True, help="the workspace name")
     p.set_defaults(func=cmd_workspaces_reinit)
+    p = admin_parser(
+        wss, "prebuild", "create a prebuilt workspace, owned by the prebuilds user until claimed"
+    )
+    p.add_argument("--name", required=True, help="the prebuilt workspace's name")
+    p.add_argument("--spec", required=True, metavar="FILE", help="workspace spec, JSON or YAML")
+    p.set_defaults(func=cmd_workspaces_prebuild)
+    p = admin_parser(
+        wss, "claim", "give a prebuilt workspace to a user (its agents get prebuild_claimed)"
+    )
+    p.add_argument("--name", required=True, help="the prebuilt workspace's name")
+    p.add_argument("--owner", required=True, help="the claiming user's username or id")
+    p.add_argument(
+        "--new-name", default=None, help="the workspace's name for its owner (default: same)"
+    )
+    p.set_defaults(func=cmd_workspaces_claim)
 
     extauth = sub.add_parser(
         "external-auth", help="manage users' external auth tokens"

@@ -20,6 +20,8 @@ DEFAULT_GRPC_ADDRESS = "127.0.0.1:3001"
 # Durations given in seconds stay below this (about 68 years), so that no
 # timer, deadline or timestamp computed from one can overflow.
 MAX_SECONDS = 2**31 - 1
+# Coder's --agent-fallback-troubleshooting-url default (codersdk/deployment.go).
+DEFAULT_TROUBLESHOOTING_URL = "https://coder.com/docs/v2/latest/templates/troubleshooting"
 # Coder's httpapi body cap; larger bodies are refused with 413.
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 
@@ -127,6 +129,9 @@ class Settings:
     announcement_banners_file: Path | None = None
     # Server-Sent Events keep-alive (`me/reinit`); Coder pings every 15 s.
     sse_keepalive_seconds: int = 15
+    # Coder's --agent-fallback-troubleshooting-url: an agent's
+    # troubleshooting_url when its template sets none (Coder's default).
+    agent_fallback_troubleshooting_url: str = DEFAULT_TROUBLESHOOTING_URL
 
     def __post_init__(self) -> None:
         for name in ("http_address", "grpc_address"):
@@ -155,6 +160,8 @@ class Settings:
             parse_retention(self.workspace_agent_logs_retention)
         except SettingsError as err:
             raise SettingsError(f"workspace_agent_logs_retention: {err}") from None
+        if not self.agent_fallback_troubleshooting_url.startswith(("http://", "https://")):
+            raise SettingsError("agent_fallback_troubleshooting_url must be an http(s) URL")
         if not self.google_instance_identity_audience.strip():
             raise SettingsError("google_instance_identity_audience must not be empty")
         for name in (

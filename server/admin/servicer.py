@@ -8,7 +8,7 @@ from typing import Any
 from agentplane.admin.v1 import admin_pb2 as pb
 from agentplane.admin.v1 import admin_pb2_grpc as pb_grpc
 
-from server.admin import externalauth, reinit, users, workspaces
+from server.admin import externalauth, prebuilds, reinit, users, workspaces
 from server.auth import Authenticator
 from server.clock import Clock
 from server.errors import map_servicer_errors
@@ -125,4 +125,25 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             owner_id=str(result.owner_id),
             reason=result.reason,
             build_number=result.build_number,
+        )
+
+    async def CreatePrebuild(self, request: pb.CreatePrebuildRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        result = prebuilds.create_prebuild(
+            self._db, self._clock, name=request.name, spec_json=request.spec_json
+        )
+        return pb.CreatePrebuildResponse(build=build_message(result))
+
+    async def ClaimPrebuild(self, request: pb.ClaimPrebuildRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        claimed = prebuilds.claim_prebuild(
+            self._db,
+            self._clock,
+            self._wakeups,
+            name=request.name,
+            owner_ref=request.owner,
+            new_name=request.new_name,
+        )
+        return pb.ClaimPrebuildResponse(
+            build=build_message(claimed.build), owner_id=str(claimed.owner_id)
         )

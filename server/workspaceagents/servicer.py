@@ -46,6 +46,7 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
             user=user,
             agent_id_text=request.id,
             inactive_timeout=self._inactive,
+            fallback_troubleshooting_url=self._settings.agent_fallback_troubleshooting_url,
         )
         return pb.GetWorkspaceAgentResponse(agent=agent)
 
