@@ -176,3 +176,12 @@ async def mark_not_serving(core: Core) -> None:
     if core.db_health is not None:
         await core.db_health.stop()
     await core.health.enter_graceful_shutdown()
+
+
+async def drain(core: Core) -> None:
+    """After the server stopped taking calls: lets the writes that run as
+    tasks of their own finish (bounded), before the loop stops."""
+    if core.log_writer is not None:
+        await core.log_writer.drain()
+    if core.sessions is not None:
+        await core.sessions.drain()

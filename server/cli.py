@@ -303,7 +303,7 @@ async def _run(settings: Settings, started: _Started) -> int:
 
 
 async def _stop(started: _Started) -> None:
-    from server.app import mark_not_serving
+    from server.app import drain, mark_not_serving
 
     facade, core, db = started.facade, started.core, started.db
     # Graceful: the facade drains first (it calls the core), then the core.
@@ -316,6 +316,7 @@ async def _stop(started: _Started) -> None:
     await mark_not_serving(core)
     await started.retention.stop()
     await core.server.stop(grace=5)
+    await drain(core)
     core.close()
     await db.pubsub.close()
     db.dispose()

@@ -110,7 +110,9 @@ def db(migrated_backend) -> Iterator[Database]:
         else:
             for table in tables:
                 conn.execute(sa.text(f"DELETE FROM {table}"))
-    yield Database(engine)
+    database = Database(engine)
+    yield database
+    database.close()
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
         self._auth.admin(context)
-        created = users.create_user(
+        created = await self._db.offload(
+            users.create_user,
             self._db,
             self._clock,
             username=request.username,
@@ -66,12 +67,15 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def CreateToken(self, request: pb.CreateTokenRequest, context: Any) -> Any:
         self._auth.admin(context)
         return pb.CreateTokenResponse(
-            api_key=users.create_token(self._db, self._clock, user_ref=request.user)
+            api_key=await self._db.offload(
+                users.create_token, self._db, self._clock, user_ref=request.user
+            )
         )
 
     async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = workspaces.create_workspace(
+        result = await self._db.offload(
+            workspaces.create_workspace,
             self._db,
             self._clock,
             owner_ref=request.owner,
@@ -82,7 +86,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def BuildWorkspace(self, request: pb.BuildWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = workspaces.build_workspace(
+        result = await self._db.offload(
+            workspaces.build_workspace,
             self._db,
             self._clock,
             owner_ref=request.owner,
@@ -94,7 +99,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def LinkExternalAuth(self, request: pb.LinkExternalAuthRequest, context: Any) -> Any:
         self._auth.admin(context)
-        linked = externalauth.link_external_auth(
+        linked = await self._db.offload(
+            externalauth.link_external_auth,
             self._db,
             self._clock,
             self._wakeups,
@@ -117,8 +123,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def ReinitWorkspace(self, request: pb.ReinitWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = reinit.reinit_workspace(
-            self._db, self._clock, self._wakeups, owner_ref=request.owner, name=request.name
+        result = await self._db.offload(
+            reinit.reinit_workspace,
+            self._db,
+            self._clock,
+            self._wakeups,
+            owner_ref=request.owner,
+            name=request.name,
         )
         return pb.ReinitWorkspaceResponse(
             workspace_id=str(result.workspace_id),
@@ -129,14 +140,19 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def CreatePrebuild(self, request: pb.CreatePrebuildRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = prebuilds.create_prebuild(
-            self._db, self._clock, name=request.name, spec_json=request.spec_json
+        result = await self._db.offload(
+            prebuilds.create_prebuild,
+            self._db,
+            self._clock,
+            name=request.name,
+            spec_json=request.spec_json,
         )
         return pb.CreatePrebuildResponse(build=build_message(result))
 
     async def ClaimPrebuild(self, request: pb.ClaimPrebuildRequest, context: Any) -> Any:
         self._auth.admin(context)
-        claimed = prebuilds.claim_prebuild(
+        claimed = await self._db.offload(
+            prebuilds.claim_prebuild,
             self._db,
             self._clock,
             self._wakeups,

@@ -8,6 +8,9 @@ is in contact, and set when its stream ends or it falls silent; plus
   authenticated without re-reading the agent's row). It writes only when the row is not
   already "connected here, refreshed within the last few seconds", so an
   agent's steady stream of calls costs a dict update, not a write per call.
+  The write never holds the call: it is done at once or not at all
+  (``Database.try_write``: another transaction holds the row, SQLite's lock
+  is taken), and one not done is retried by the agent's next call.
 * ``hold(caller)`` — around a stream the agent keeps open (``me/reinit``,
   the external-auth long-poll; later the tailnet Coordinate stream). While
   held the session is refreshed on a timer; when the last hold ends the
@@ -16,7 +19,9 @@ is in contact, and set when its stream ends or it falls silent; plus
   that have been silent for longer than the inactivity timeout.
 
 Timestamps come from the injected clock; the timer itself runs on the event
-loop (real time), so tests drive ``sweep()`` directly.
+loop (real time), so tests drive ``sweep()`` directly. On the loop, the
+writes of ``hold``'s end and of the sweep are tasks of their own that do not
+wait for locks; called off any loop (tests, tools) they write at once.
 """
 
 from __future__ import annotations
@@ -25,10 +30,14 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
 
 from server.clock import Clock, as_utc
 from server.storage import agentstatus
@@ -67,13 +76,15 @@ class AgentSessions:
         self._lock = threading.Lock()
         self._sessions: dict[uuid.UUID, _Session] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # Writes running as tasks of their own (kept so they are not lost).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def refresh_interval(self) -> dt.timedelta:
         return self._refresh
 
     # -- contact ---------------------------------------------------------------
-    def touch(self, caller: AgentInWorkspace) -> None:
+    async def touch(self, caller: AgentInWorkspace) -> None:
         agent = caller.agent
         now = self._clock.now()
         with self._lock:
@@ -88,7 +99,8 @@ class AgentSessions:
             with self._lock:
                 session.confirmed = as_utc(agent.last_connected_at)  # type: ignore[attr-defined]
             return
-        self._write_connected(agent.id, now)
+        if await self._db.try_write(self._connected(agent.id, now), key=agent.id):
+            self._written(agent.id, now)
 
     def seen(self, agent_id: uuid.UUID) -> bool:
         """Contact from an agent whose row was not re-read for this call (it
@@ -127,11 +139,7 @@ class AgentSessions:
         *stream* ends the agent is disconnected at once (Coder's connection
         closing); a long-poll (``stream=False``) only counts as contact."""
         agent_id = caller.agent.id
-        with self._lock:
-            known = agent_id in self._sessions
-        if not known:
-            # The authenticator normally touched it already for this call.
-            self.touch(caller)
+        # The authenticator touched it already for this call.
         with self._lock:
             session = self._sessions.setdefault(agent_id, _Session(last_seen=self._clock.now()))
             session.holds += 1
@@ -164,13 +172,17 @@ class AgentSessions:
                 elif now - session.last_seen > self._inactive:
                     silent.append((agent_id, session.last_seen))
                     del self._sessions[agent_id]
-        # One agent's failed write (its row locked past the lock timeout, the
-        # database away) does not cost the others theirs.
+        # One agent's failed write (its row locked, the database away) does
+        # not cost the others theirs.
         for agent_id in refresh:
-            try:
-                self._write_connected(agent_id, now)
-            except Exception:
-                log.warning("could not refresh agent %s as connected", agent_id, exc_info=True)
+            self._in_background(
+                self._connected(agent_id, now),
+                agent_id,
+                done=functools.partial(self._written, agent_id, now),
+                failed=lambda agent_id=agent_id: log.warning(
+                    "could not refresh agent %s as connected; the next sweep retries", agent_id
+                ),
+            )
         for agent_id, last_seen in silent:
             self._disconnect(agent_id, seen_until=last_seen, now=now)
 
@@ -194,14 +206,22 @@ class AgentSessions:
         if pending:
             self._ensure_timer()
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Waits (bounded) for the writes running as tasks (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     def active_count(self) -> int:
         with self._lock:
             return len(self._sessions)
 
     # -- writes ------------------------------------------------------------------
-    def _write_connected(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
-        with self._db.engine.begin() as conn:
-            agentstatus.mark_connected(conn, agent_id=agent_id, replica_id=self.replica_id, now=now)
+    def _connected(self, agent_id: uuid.UUID, now: dt.datetime) -> Callable[[sa.Connection], None]:
+        return functools.partial(
+            agentstatus.mark_connected, agent_id=agent_id, replica_id=self.replica_id, now=now
+        )
+
+    def _written(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
         with self._lock:
             session = self._sessions.get(agent_id)
             if session is not None:
@@ -210,29 +230,57 @@ class AgentSessions:
     def _disconnect(
         self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
     ) -> None:
-        """Records the disconnection; when that write fails, the agent is
-        tracked again as seen at `seen_until`, so a later sweep retries it
-        (its session is already gone: nothing else would)."""
-        try:
-            self._write_disconnected(agent_id, seen_until=seen_until, now=now)
-        except Exception:
+        """Records the disconnection; when that write cannot be done, the
+        agent is tracked again as seen at `seen_until`, so a later sweep
+        retries it (its session is already gone: nothing else would)."""
+
+        def retry_later() -> None:
             log.warning(
-                "could not record agent %s as disconnected; a later sweep retries",
-                agent_id,
-                exc_info=True,
+                "could not record agent %s as disconnected; a later sweep retries", agent_id
             )
             with self._lock:
                 self._sessions.setdefault(agent_id, _Session(last_seen=seen_until))
             self._ensure_timer()
 
-    def _write_disconnected(
-        self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
+        write = functools.partial(
+            agentstatus.mark_disconnected,
+            agent_id=agent_id,
+            replica_id=self.replica_id,
+            seen_until=seen_until,
+            now=now,
+        )
+        self._in_background(write, agent_id, done=lambda: None, failed=retry_later)
+
+    def _in_background(
+        self,
+        write: Callable[[sa.Connection], Any],
+        agent_id: uuid.UUID,
+        *,
+        done: Callable[[], None],
+        failed: Callable[[], None],
     ) -> None:
-        with self._db.engine.begin() as conn:
-            agentstatus.mark_disconnected(
-                conn,
-                agent_id=agent_id,
-                replica_id=self.replica_id,
-                seen_until=seen_until,
-                now=now,
-            )
+        """On the loop: a task that tries the write without waiting for a
+        lock. Off any loop: the write, now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                with self._db.write() as conn:
+                    write(conn)
+            except Exception:
+                failed()
+            else:
+                done()
+            return
+
+        async def attempt() -> None:
+            try:
+                ok = await self._db.try_write(write, key=agent_id)
+            except Exception:
+                log.debug("agent session write failed", exc_info=True)
+                ok = False
+            (done if ok else failed)()
+
+        task = loop.create_task(attempt())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -94,7 +94,9 @@ class StatsWriter(WriteBehind[StatsReport]):
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        super().__init__("agent stats", self._write_reports, key=_report_key, merge=_merge)
+        super().__init__(
+            "agent stats", self._write_reports, key=_report_key, merge=_merge, executor=db.writer
+        )
 
     def _write_reports(self, reports: Sequence[StatsReport]) -> None:
         used: dict[uuid.UUID, dt.datetime] = {}

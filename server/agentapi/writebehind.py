@@ -24,7 +24,7 @@ because of another or because the database was away for a while:
   ``max_keys`` keys: past that a call with a new key is refused with
   UNAVAILABLE instead of being acknowledged and dropped.
 
-Flushes run on a worker thread, off the event loop. Outside an event loop
+Flushes run on the database's writer threads, off the event loop. Outside an event loop
 (a direct call, a tool) items are written through at once.
 """
 
@@ -35,6 +35,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 from server.errors import Unavailable
@@ -72,8 +73,11 @@ class WriteBehind(Generic[T]):
         interval: float = FLUSH_INTERVAL_SECONDS,
         max_items: int = MAX_BUFFERED,
         max_keys: int = MAX_KEYS,
+        executor: Executor | None = None,
     ) -> None:
         self.name = name
+        # Where flushes run (the database's writer threads; None: asyncio's).
+        self._executor = executor
         self._write = write
         self._key = key
         self._merge = merge
@@ -111,7 +115,7 @@ class WriteBehind(Generic[T]):
             if arm:
                 self._timer = loop.call_later(self._interval, self._on_timer, loop)
         if full:
-            loop.run_in_executor(None, self._flush_logged)
+            loop.run_in_executor(self._executor, self._flush_logged)
 
     def pending(self) -> int:
         with self._lock:
@@ -168,7 +172,7 @@ class WriteBehind(Generic[T]):
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._timer = None
-        loop.run_in_executor(None, self._flush_then_rearm, loop)
+        loop.run_in_executor(self._executor, self._flush_then_rearm, loop)
 
     def _flush_then_rearm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush_logged()

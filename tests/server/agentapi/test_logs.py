@@ -226,14 +226,15 @@ def _send(stub, ws, *outputs: str, timeout: float = 30) -> bool:
 
 
 def test_writer_survives_losing_its_connection(core, channel, provision, db) -> None:
-    """The log writer keeps a connection of its own; when the database drops
-    it (a restart, an administrator's kill), the next batch is still stored
-    and acknowledged, and the writer goes on with a new connection."""
+    """The log writer keeps a connection (on PostgreSQL its lane's own, on
+    SQLite the loop's kept one); when the database drops it (a restart, an
+    administrator's kill), the next batch is still stored and acknowledged,
+    and the writer goes on with a new connection."""
     ws = provision.workspace()
     stub = agent_pb2_grpc.AgentStub(channel)
     assert _send(stub, ws, "before") is False
     writer = core.core.log_writer.lane_for(uuid.UUID(ws.agent("main").id))
-    kept = writer._conn
+    kept = writer._conn if db.is_postgres else db._pinned_all[0]
     assert kept is not None
     if db.is_postgres:
         pid = kept.connection.dbapi_connection.info.backend_pid
