@@ -185,3 +185,5 @@ async def drain(core: Core) -> None:
         await core.log_writer.drain()
     if core.sessions is not None:
         await core.sessions.drain()
+    if core.reports is not None:
+        await core.reports.drain()

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 
 from server.agentapi.logs import LOCKED, NewBatch, Outcome, write_batches
 from server.clock import Clock
-from server.errors import Unavailable
+from server.errors import Unavailable, database_busy
 from server.storage import logs as log_store
 from server.storage.db import Database
 
@@ -246,11 +246,22 @@ class _Lane:
 
     def _write_group(self, group: list[_Job], now: dt.datetime) -> list[_Result]:
         """The group in one transaction; if it fails, each batch in its own
-        (one bad batch or a restarted database must not fail the others)."""
+        (one bad batch or a restarted database must not fail the others) —
+        unless it gave up waiting for a lock: then so does every batch (each
+        alone would only wait again)."""
         try:
-            with self._db.transaction(self._connection()) as conn:
+            # SQLite (the writer thread): a pooled connection, whose lock
+            # wait counts from the call (Database.offload); PostgreSQL: the
+            # lane's own.
+            with (
+                self._db.transaction(self._connection())
+                if self._db.is_postgres
+                else self._db.write()
+            ) as conn:
                 results: list[_Result] = list(self._write(conn, group, now))
-        except Exception:
+        except Exception as err:
+            if database_busy(err):
+                return [err] * len(group)
             self._drop_if_broken()
             return [self._write_alone(job, now) for job in group]
         self._remember(group, results)

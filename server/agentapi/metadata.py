@@ -50,7 +50,9 @@ class MetadataWriter(WriteBehind[MetadataReport]):
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        super().__init__("agent metadata", self._write_reports, key=_report_key, executor=db.writer)
+        super().__init__(
+            "agent metadata", self._write_reports, key=_report_key, run_off_loop=db.offload
+        )
 
     def _write_reports(self, reports: Sequence[MetadataReport]) -> None:
         by_report: dict[tuple[uuid.UUID, dt.datetime], list[MetadataValue]] = {}

@@ -95,7 +95,11 @@ class StatsWriter(WriteBehind[StatsReport]):
     def __init__(self, db: Database) -> None:
         self._db = db
         super().__init__(
-            "agent stats", self._write_reports, key=_report_key, merge=_merge, executor=db.writer
+            "agent stats",
+            self._write_reports,
+            key=_report_key,
+            merge=_merge,
+            run_off_loop=db.offload,
         )
 
     def _write_reports(self, reports: Sequence[StatsReport]) -> None:

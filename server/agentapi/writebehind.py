@@ -31,11 +31,9 @@ Flushes run on the database's writer threads, off the event loop. Outside an eve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 from server.errors import Unavailable
@@ -73,11 +71,12 @@ class WriteBehind(Generic[T]):
         interval: float = FLUSH_INTERVAL_SECONDS,
         max_items: int = MAX_BUFFERED,
         max_keys: int = MAX_KEYS,
-        executor: Executor | None = None,
+        run_off_loop: Callable[[Callable[[], None]], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
-        # Where flushes run (the database's writer threads; None: asyncio's).
-        self._executor = executor
+        # How a flush runs off the loop (Database.offload: the writer
+        # threads, its lock wait counted from the call); default: a thread.
+        self._run_off_loop = run_off_loop or asyncio.to_thread
         self._write = write
         self._key = key
         self._merge = merge
@@ -89,6 +88,9 @@ class WriteBehind(Generic[T]):
         # key -> item, oldest first (dicts keep insertion order).
         self._items: dict[Hashable, T] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # A flush is on its way (on the loop only): while it is, no other
+        # is started, so flushes that wait on a lock never pile up.
+        self._flushing: asyncio.Task[None] | None = None
         # Set while flushes keep failing for want of a database (logged once).
         self._failing = False
 
@@ -111,11 +113,10 @@ class WriteBehind(Generic[T]):
             else:
                 self._items[key] = self._merge(old, item)
             full = len(self._items) >= self._max
-            arm = self._timer is None and not full
-            if arm:
-                self._timer = loop.call_later(self._interval, self._on_timer, loop)
         if full:
-            loop.run_in_executor(self._executor, self._flush_logged)
+            self._start_flush(loop)
+        else:
+            self._arm(loop)
 
     def pending(self) -> int:
         with self._lock:
@@ -170,22 +171,27 @@ class WriteBehind(Generic[T]):
                 self._items[key] = item if old is None else self._merge(old, item)
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            self._timer = None
-        loop.run_in_executor(self._executor, self._flush_then_rearm, loop)
+        self._timer = None
+        self._start_flush(loop)
 
-    def _flush_then_rearm(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._flush_logged()
-        # What a failed flush kept waits for the next timer, even if no new
-        # report arrives to arm one.
-        if self.pending():
-            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown)
-                loop.call_soon_threadsafe(self._arm, loop)
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            return  # the running flush re-arms the timer when it is done
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flushing = loop.create_task(
+            self._run_off_loop(self._flush_logged), name=f"flush {self.name}"
+        )
+        # What a failed flush kept, and what arrived meanwhile, waits for the
+        # next timer, even if no new report arrives to arm one.
+        self._flushing.add_done_callback(lambda _task: self._arm(loop))
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            if self._timer is None and self._items:
-                self._timer = loop.call_later(self._interval, self._on_timer, loop)
+        if self._timer is not None or (self._flushing is not None and not self._flushing.done()):
+            return
+        if self.pending():
+            self._timer = loop.call_later(self._interval, self._on_timer, loop)
 
     def _flush_logged(self) -> None:
         try:
@@ -206,3 +212,12 @@ class ReportBuffers:
 
     def pending(self) -> int:
         return sum(buffer.pending() for buffer in self.buffers)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Waits (bounded) for flushes on their way (at shutdown; what is
+        left is written by flush() once the loop has stopped)."""
+        running = {
+            b._flushing for b in self.buffers if b._flushing is not None and not b._flushing.done()
+        }
+        if running:
+            await asyncio.wait(running, timeout=timeout)

@@ -238,6 +238,10 @@ class Database:
             thread_name_prefix="db-writer",
         )
         self._key_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        # Per writer thread: when its call's lock wait runs out (see offload).
+        self._deadline = threading.local()
+        self._checkout_listener = self._shorten_lock_wait
+        sa.event.listen(engine, "checkout", self._checkout_listener)
 
     @property
     def is_postgres(self) -> bool:
@@ -320,8 +324,15 @@ class Database:
     async def offload(self, fn: Callable[..., T], *args: Any, key: Hashable = None, **kw: Any) -> T:
         """Runs ``fn(*args, **kw)`` — blocking work with its own transactions
         — on a writer thread and awaits it; with ``key``, after any earlier
-        call with the same key has finished (PostgreSQL)."""
-        call = functools.partial(fn, *args, **kw)
+        call with the same key has finished (PostgreSQL).
+
+        The lock wait (LOCK_WAIT_SECONDS) counts from this call, not from
+        when a thread takes the work: calls queued behind one that waits on
+        a lock give up together when it does, instead of one wait after
+        another."""
+        call = functools.partial(
+            self._within, time.monotonic() + LOCK_WAIT_SECONDS, functools.partial(fn, *args, **kw)
+        )
         loop = asyncio.get_running_loop()
         if key is None or not self.is_postgres:
             return await loop.run_in_executor(self.writer, call)
@@ -350,6 +361,35 @@ class Database:
             if done:
                 return result  # type: ignore[return-value]
         return await self.offload(self._write_blocking, fn, key=key)
+
+    def _within(self, deadline: float, call: Callable[[], T]) -> T:
+        self._deadline.value = deadline
+        try:
+            return call()
+        finally:
+            self._deadline.value = None
+
+    def _lock_wait_left(self) -> float | None:
+        """On a writer thread whose call has waited in the queue (0.5 s or
+        more): the seconds its lock wait has left; otherwise None (the
+        connection's usual wait applies)."""
+        deadline = getattr(self._deadline, "value", None)
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        return max(0.0, left) if left < LOCK_WAIT_SECONDS - 0.5 else None
+
+    def _shorten_lock_wait(self, dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        left = self._lock_wait_left()
+        if left is None:
+            return
+        record.info[_LOOP_SETTINGS] = True  # the pool's default comes back at checkin
+        if self.is_postgres:
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET lock_timeout = '{max(1, int(left * 1000))}ms'")
+            dbapi_conn.commit()
+        else:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={int(left * 1000)}")
 
     def _write_blocking(self, fn: Callable[[sa.Connection], T]) -> T:
         with self.write() as conn:
@@ -458,6 +498,8 @@ class Database:
         engine stays, for whoever else uses it)."""
         self.writer.shutdown(wait=True)
         self.close_pinned()
+        if sa.event.contains(self.engine, "checkout", self._checkout_listener):
+            sa.event.remove(self.engine, "checkout", self._checkout_listener)
 
     def dispose(self) -> None:
         self.close()

@@ -155,3 +155,29 @@ def test_the_loops_lock_settings_stay_off_the_pool(db) -> None:
                 assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "5s"
             else:
                 assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_queued_writes_wait_for_a_lock_from_when_they_were_asked(db) -> None:
+    """A write that sat in the writer queue behind one waiting on a lock has
+    only what is left of its own lock wait (counted from the call), so a
+    queue behind a held lock gives up together, not one wait after another."""
+    import time
+
+    from server.storage.db import LOCK_WAIT_SECONDS
+
+    def lock_wait(conn) -> float:  # type: ignore[no-untyped-def]
+        if not db.is_postgres:
+            return conn.exec_driver_sql("PRAGMA busy_timeout").scalar() / 1000
+        shown = conn.exec_driver_sql("SHOW lock_timeout").scalar()
+        return float(shown[:-2]) / 1000 if shown.endswith("ms") else float(shown[:-1])
+
+    def on_writer() -> float:
+        with db.write() as conn:
+            return lock_wait(conn)
+
+    queued = db.writer.submit(db._within, time.monotonic() + 1.0, on_writer).result()
+    fresh = db.writer.submit(db._within, time.monotonic() + LOCK_WAIT_SECONDS, on_writer).result()
+    assert 0 < queued <= 1.0
+    assert fresh == LOCK_WAIT_SECONDS
+    with db.engine.connect() as conn:  # and the pool's default is back
+        assert lock_wait(conn) == LOCK_WAIT_SECONDS
