@@ -2,6 +2,7 @@
 
 from bench import (
     agent_rpcs,
+    lock_isolation,
     logs_follow,
     logs_growth,
     logs_ingest,
@@ -16,3 +17,4 @@ if __name__ == "__main__":
     logs_ingest.main()
     logs_follow.main()
     logs_growth.main()
+    lock_isolation.main()

@@ -49,10 +49,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's extension; Go refuses it
 
 
+class GoNumber(float):
+    """A JSON number with a fraction or exponent, as Go's float64 reads it,
+    keeping its text: Go's "cannot unmarshal number 1e400 into ..." errors
+    quote the literal (Python would show inf, or 1e+20)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> GoNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def _go_int(text: str) -> int | float:
     # Python refuses integers of more than 4300 digits; Go reads such a
     # number as a float64 (+Inf), which the route then refuses as a number.
-    return int(text) if len(text) <= 4000 else float(text)
+    return int(text) if len(text) <= 4000 else GoNumber(text)
 
 
 def decode_json(raw: bytes) -> Any:
@@ -67,11 +80,15 @@ def decode_json(raw: bytes) -> Any:
     refuses, and refuses trailing data and invalid UTF-8, which Go takes)."""
     body: Any = None
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        body = json.loads(
+            raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=GoNumber
+        )
     except (ValueError, RecursionError):
         end = go_json_scan(raw)
         try:
-            body = json.loads(raw[:end].decode("utf-8", "replace"), parse_int=_go_int)
+            body = json.loads(
+                raw[:end].decode("utf-8", "replace"), parse_int=_go_int, parse_float=GoNumber
+            )
         except RecursionError:
             # Go nests up to 10,000 levels; Python's parser stops sooner.
             raise GoJSONError("json: nesting too deep") from None
