@@ -54,9 +54,10 @@ def pg_behind_proxy(tmp_path):
     url = f"postgresql://{parts.username}@{proxy.address}{parts.path}"
     engine = create_engine(f"{url}?options=-csearch_path%3D{schema}&connect_timeout=2")
     migrate(engine)
-    yield Database(engine), proxy
+    database = Database(engine)
+    yield database, proxy
     proxy.cut()
-    engine.dispose()
+    database.dispose()
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
