@@ -118,9 +118,20 @@ def claim_batch(
         token_hash=token_hash,
         skip_locked=skip_locked,
     )
-    if not claimed:
-        if skip_locked and not log_store.lock_agent_if_free(conn, agent_id=agent_id):
+    if not claimed and skip_locked:
+        if not log_store.lock_agent_if_free(conn, agent_id=agent_id):
             return LOCKED
+        # The row was held when the claim skipped it and is ours now (the
+        # holder, say a contact write, has committed): claim again.
+        claimed = log_store.claim_log_budget(
+            conn,
+            agent_id=agent_id,
+            n=size,
+            limit=limit_bytes,
+            notify=notify,
+            token_hash=token_hash,
+        )
+    if not claimed:
         if token_hash is not None:
             # The claim fails for a spent budget or a token gone stale (a new
             # build, a deleted workspace); only the full lookup tells which.

@@ -395,3 +395,31 @@ def test_over_the_limit_with_a_recent_lookup_still_overflows(core, channel, prov
     assert _send(stub, ws, "b" * limit) is True
     assert _state(db, ws.agent("main").id).logs_overflowed
     assert [r.output for r in _rows(db, ws.agent("main").id)] == ["a"]
+
+
+def test_a_held_agent_row_is_skipped_not_waited_for(db, clock, provision) -> None:
+    """PostgreSQL: a group's claim does not wait for an agent row another
+    transaction holds: that batch is LOCKED (nothing done for it), and once
+    the row is free the same claim stores it."""
+    if not db.is_postgres:
+        pytest.skip("SQLite has one write lock, not row locks")
+    from server.agentapi.logs import LOCKED, NewBatch, write_batches
+    from server.storage import logs as log_store
+    from tests.conftest import write_locked
+
+    ws = provision.workspace()
+    agent_id = uuid.UUID(ws.agent("main").id)
+    batch = NewBatch(agent_id, log_store.EXTERNAL_SOURCE_ID, ["held"], ["info"], 4)
+
+    def claim() -> object:
+        with db.write() as conn:
+            (outcome,) = write_batches(
+                db, conn, [batch], now=clock.now(), limit_bytes=1 << 20, skip_locked=True
+            )
+        return outcome
+
+    with write_locked(db, str(agent_id)):
+        assert claim() == LOCKED
+    assert _rows(db, str(agent_id)) == []
+    assert claim() is False
+    assert [r.output for r in _rows(db, str(agent_id))] == ["held"]
