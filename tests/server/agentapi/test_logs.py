@@ -254,7 +254,7 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
     """On PostgreSQL the writer waits on its own thread: while a batch waits
     for a row lock, the core still answers other calls."""
     if not db.is_postgres:
-        pytest.skip("SQLite writes run inline on the loop (they are CPU, not waiting)")
+        pytest.skip("the lanes are PostgreSQL's (SQLite: tests/server/storage/test_db.py)")
     import concurrent.futures
 
     from agentplane.workspaceagents.v1 import workspace_agents_pb2 as wa_pb
