@@ -3,6 +3,7 @@
 from bench import (
     agent_rpcs,
     derp_relay,
+    lock_isolation,
     logs_follow,
     logs_growth,
     logs_ingest,
@@ -22,3 +23,4 @@ if __name__ == "__main__":
     wire_rpcs.main()
     derp_relay.main()
     tailnet.main()
+    lock_isolation.main()

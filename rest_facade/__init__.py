@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 from agentplane.me.v1 import me_pb2
 from flask import Flask, Response, request
+from grpc_health.v1 import health_pb2
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -22,6 +23,9 @@ CORE_EXTENSION = "agentplane.core"
 # Routes an agent calls with its own token.
 AGENT_ROUTES = "/api/v2/workspaceagents/me/"
 WHO_AM_I_TIMEOUT_SECONDS = 5.0
+# /healthz waits this long for the core's answer (which is itself bounded by
+# its database probe's timeout).
+HEALTH_TIMEOUT_SECONDS = 3.0
 
 
 class AgentIdConverter(BaseConverter):
@@ -139,6 +143,29 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
 
     @app.get("/healthz")
     def _healthz() -> Response:
+        """Readiness: the core answers and reports its database answering
+        (grpc.health.v1, a short deadline); otherwise 503 in Coder's envelope."""
+        try:
+            reply = core().health.Check(
+                health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT_SECONDS
+            )
+        except grpc.RpcError as err:
+            return error_response(
+                503,
+                "The agentplane core is unavailable.",
+                detail=f"{err.code().name}: {err.details() or ''}".rstrip(": "),
+            )
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return error_response(
+                503,
+                "agentplane's database is unavailable.",
+                detail="The core reports NOT_SERVING: its database does not answer.",
+            )
+        return respond({"status": "ok"})
+
+    @app.get("/healthz/live")
+    def _live() -> Response:
+        """Liveness: this process serves HTTP (for process supervisors)."""
         return respond({"status": "ok"})
 
     return app

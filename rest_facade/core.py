@@ -23,6 +23,7 @@ from agentplane.logs.v1 import logs_pb2_grpc
 from agentplane.me.v1 import me_pb2_grpc
 from agentplane.workspaceagents.v1 import workspace_agents_pb2_grpc
 from coder.agent.v2 import agent_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 T = TypeVar("T")
 
@@ -93,6 +94,10 @@ class CoreClient:
     @property
     def me(self) -> me_pb2_grpc.MeServiceStub:
         return self.stub(me_pb2_grpc.MeServiceStub)
+
+    @property
+    def health(self) -> health_pb2_grpc.HealthStub:
+        return self.stub(health_pb2_grpc.HealthStub)
 
     @property
     def identity(self) -> identity_pb2_grpc.InstanceIdentityServiceStub:

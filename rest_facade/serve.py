@@ -40,21 +40,11 @@ def limits_for(settings: Settings) -> Limits:
 
 
 def bind(address: str) -> socket.socket:
-    """A listening TCP socket on HOST:PORT. SO_REUSEADDR only (a restart may
-    bind over TIME_WAIT); never SO_REUSEPORT, so a second server on the same
-    port fails instead of sharing it."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port)))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    """A listening socket on HOST:PORT (SO_REUSEADDR, never SO_REUSEPORT: a
+    second server on the same port fails instead of sharing it)."""
+    from server.exclusive import bind_listener
+
+    return bind_listener(address, "REST facade")
 
 
 def listening_socket(settings: Settings) -> socket.socket:

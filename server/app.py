@@ -24,7 +24,6 @@ from agentplane.workspaceagents.v1 import workspace_agents_pb2, workspace_agents
 from coder.agent.v2 import agent_pb2, agent_pb2_grpc
 from coder.tailnet.v2 import tailnet_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from server.admin.servicer import AdminServicer
 from server.agentapi.logwriter import LogWriter
@@ -36,6 +35,7 @@ from server.auth import Authenticator
 from server.clock import Clock
 from server.config import Settings
 from server.derp.servicer import DERPServicer
+from server.health import DatabaseHealth
 from server.identity.login import IdentityTrust, load_identity_trust
 from server.identity.servicer import InstanceIdentityServicer
 from server.logs.servicer import LogsServicer
@@ -44,6 +44,7 @@ from server.me.wakeups import Wakeups
 from server.metrics.interceptor import ObservingInterceptor
 from server.metrics.series import CoreMetrics
 from server.metrics.servicer import MetricsServicer
+from server.reflection import enable_server_reflection
 from server.replicas import ReplicaRegistry
 from server.storage.db import Database
 from server.tailnet.coordinate import CoordinateService
@@ -122,6 +123,9 @@ class Core:
         if self.registry is not None:
             await self.registry.stop()
 
+    # Health follows the database (grpc.health.v1 NOT_SERVING when it is away).
+    db_health: DatabaseHealth | None = None
+
     def close(self) -> None:
         """After the server has stopped: write what is buffered behind calls
         (at most a second's worth of reports) and release the log writer."""
@@ -189,6 +193,9 @@ def create_server(
             # is one small pending call.
             ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+            # gRPC sets SO_REUSEPORT by default: a second server on the same
+            # port would bind beside this one and take half its calls.
+            ("grpc.so_reuseport", 0),
         ],
     )
     agent_servicer = AgentServicer(db=db, settings=settings, auth=auth, derp=derp, clock=clock)
@@ -271,13 +278,8 @@ def create_server(
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     ports = {address: server.add_insecure_port(address) for address in listen}
     if not settings.replica_address:
@@ -296,16 +298,20 @@ def create_server(
         registry=registry,
         coordinator=coordinator,
         mirror=mirror,
+        db_health=DatabaseHealth(db, health_servicer, SERVICE_NAMES),
     )
 
 
 async def mark_serving(core: Core) -> None:
-    await core.health.set("", health_pb2.HealthCheckResponse.SERVING)
-    for name in SERVICE_NAMES:
-        await core.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    """SERVING once the database answers, and from then on while it does."""
+    assert core.db_health is not None
+    await core.db_health.check()
+    core.db_health.start()
 
 
 async def mark_not_serving(core: Core) -> None:
+    if core.db_health is not None:
+        await core.db_health.stop()
     await core.health.enter_graceful_shutdown()
 
 
@@ -316,3 +322,14 @@ def reachable_address(grpc_address: str, ports: dict[str, int]) -> str:
     asked = grpc_address if grpc_address in ports else (tcp[0] if tcp else grpc_address)
     host = asked.rpartition(":")[0]
     return f"{host}:{ports.get(asked, asked.rpartition(':')[2])}"
+
+
+async def drain(core: Core) -> None:
+    """After the server stopped taking calls: lets the writes that run as
+    tasks of their own finish (bounded), before the loop stops."""
+    if core.log_writer is not None:
+        await core.log_writer.drain()
+    if core.sessions is not None:
+        await core.sessions.drain()
+    if core.reports is not None:
+        await core.reports.drain()

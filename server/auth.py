@@ -23,7 +23,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from server.clock import Clock, as_utc
@@ -142,8 +142,8 @@ class Authenticator:
         db: Database,
         clock: Clock,
         admin_token: str,
-        on_agent_seen: Callable[[AgentInWorkspace], None] | None = None,
-        on_agent_refused: Callable[[str], None] | None = None,
+        on_agent_seen: Callable[[AgentInWorkspace], Awaitable[None]] | None = None,
+        on_agent_refused: Callable[[str], Awaitable[None]] | None = None,
         on_agent_contact: Callable[[uuid.UUID], bool] | None = None,
     ) -> None:
         self._db = db
@@ -198,22 +198,25 @@ class Authenticator:
             ) from None
         return hash_agent_token(parsed)
 
-    def agent(self, context: Any) -> AgentInWorkspace:
-        return self._agent_by_hash(self._agent_token_hash(context))
+    async def agent(self, context: Any) -> AgentInWorkspace:
+        """The calling agent. Its contact is recorded (connection status)
+        without waiting for any lock; a refused token is recorded as a
+        diagnosis clue the same way."""
+        return await self._agent_by_hash(self._agent_token_hash(context))
 
-    def _agent_by_hash(self, token_hash: str) -> AgentInWorkspace:
+    async def _agent_by_hash(self, token_hash: str) -> AgentInWorkspace:
         found = self._db.read_retrying(
             lambda conn: agent_store.get_authenticated_agent_by_token_hash(
                 conn, token_hash=token_hash
             )
         )
         if found is None:
-            raise self.agent_token_refused(token_hash)
+            raise await self.agent_token_refused(token_hash)
         if self._on_agent_seen is not None:
-            self._on_agent_seen(found)
+            await self._on_agent_seen(found)
         return found
 
-    def agent_for_write(self, context: Any) -> tuple[AgentInWorkspace, str]:
+    async def agent_for_write(self, context: Any) -> tuple[AgentInWorkspace, str]:
         """The calling agent, for a write that checks the token itself, in
         its own statement (log ingestion): (agent, token hash to check).
 
@@ -230,19 +233,19 @@ class Authenticator:
             found = recent[0]
             if self._on_agent_contact is None or self._on_agent_contact(found.agent.id):
                 return found, token_hash
-        found = self._agent_by_hash(token_hash)
+        found = await self._agent_by_hash(token_hash)
         if len(self._recent_agents) >= MAX_RECENT_AGENTS:
             self._recent_agents.clear()
         self._recent_agents[token_hash] = (found, now + RECENT_AGENT_SECONDS)
         return found, token_hash
 
-    def agent_token_refused(self, token_hash: str) -> Unauthenticated:
+    async def agent_token_refused(self, token_hash: str) -> Unauthenticated:
         """This token does not authenticate (the lookup found no agent, or a
         write refused it, see agent_for_write): forgets any recent lookup,
         records the clue, and returns the error for the caller to raise."""
         self._recent_agents.pop(token_hash, None)
         if self._on_agent_refused is not None:
-            self._on_agent_refused(token_hash)
+            await self._on_agent_refused(token_hash)
         return Unauthenticated(
             "Workspace agent not authorized.",
             detail=(
@@ -271,13 +274,13 @@ class Authenticator:
         return value
 
     # -- either --------------------------------------------------------------
-    def user_or_agent(self, context: Any) -> tuple[Any, AgentInWorkspace | None]:
+    async def user_or_agent(self, context: Any) -> tuple[Any, AgentInWorkspace | None]:
         """(user, None) for a user API key, (None, agent) for an agent token;
         told apart by shape (``<id>-<secret>`` has one hyphen, a UUID four or
         none), each with its own 401s."""
         token = metadata_value(context.invocation_metadata(), SESSION_TOKEN_METADATA)
         if token and token.count("-") != 1:
-            return None, self.agent(context)
+            return None, await self.agent(context)
         return self.user(context), None
 
     def tailnet_metadata(self, context: Any) -> tuple[str | None, str | None]:

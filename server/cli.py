@@ -19,7 +19,14 @@ from typing import Any
 import grpc
 import yaml
 
-from server.config import DEFAULT_GRPC_ADDRESS, Settings, SettingsError, load_settings
+from server.config import (
+    DEFAULT_GRPC_ADDRESS,
+    INT64_MAX,
+    Settings,
+    SettingsError,
+    load_settings,
+    parse_int64,
+)
 
 log = logging.getLogger("agentplane")
 
@@ -48,6 +55,10 @@ SERVER_FLAGS = (
     ("--agent-stats-report-interval-seconds", "stats report interval told to agents (30)"),
     ("--log-format", "text (a terminal) or json (log shippers); default text"),
     ("--replica-address", "gRPC HOST:PORT other replicas reach this one at (default: gRPC)"),
+    (
+        "--agent-fallback-troubleshooting-url",
+        "troubleshooting URL of agents whose spec sets none (Coder's default)",
+    ),
 )
 
 
@@ -61,17 +72,63 @@ def _is_bool_setting(flag: str) -> bool:
 
 
 def fail(message: str, code: int = 1) -> int:
-    print(f"agentplane: {message}", file=sys.stderr)
+    """The failure as one line on stderr (a parser's multi-line text
+    included), and the exit status."""
+    print(f"agentplane: {' '.join(message.split())}", file=sys.stderr)
     return code
 
 
 # -- server ---------------------------------------------------------------
 
 
+class StartupError(RuntimeError):
+    """The server cannot start; the text is the one line to print."""
+
+
+def _database_failure(url: str, err: BaseException) -> StartupError:
+    orig = getattr(err, "orig", None) or err
+    reason = " ".join(str(orig).split()) or type(orig).__name__
+    return StartupError(f"cannot use the database {url}: {reason}")
+
+
 async def _serve(settings: Settings) -> int:
+    """Runs the server until SIGTERM/SIGINT; every start-up failure is one
+    line on stderr and a non-zero exit, before the ready line is printed."""
+    holds: list[Any] = []
+    try:
+        started = await _start(settings, holds)
+    except StartupError as err:
+        return fail(str(err))
+    finally:
+        # The REST socket stays open in the facade, which inherited it.
+        for item in holds[1:]:
+            item.close()
+    return await _run(settings, started)
+
+
+@dataclasses.dataclass
+class _Started:
+    core: Any
+    db: Any
+    retention: Any
+    facade: subprocess.Popen[bytes]
+    lock: Any
+
+
+async def _start(settings: Settings, holds: list[Any]) -> _Started:
+    """Everything up to the ready line. ``holds`` collects what is closed in
+    this process once the facade has started (the data-dir lock first, which
+    is kept; then the REST socket the facade inherited)."""
     from server.admin.token import ensure_admin_token
-    from server.app import create_server, mark_not_serving, mark_serving
+    from server.app import create_server, mark_serving
     from server.clock import SystemClock
+    from server.exclusive import (
+        FACADE_LISTEN_FD_ENV,
+        InUse,
+        bind_listener,
+        ensure_free,
+        lock_data_dir,
+    )
     from server.identity.login import load_identity_trust
     from server.logs.retention import LogRetention
     from server.storage.db import Database, SchemaTooNew, create_engine, migrate
@@ -81,28 +138,49 @@ async def _serve(settings: Settings) -> int:
     try:
         identity = load_identity_trust(settings, clock)
     except ValueError as err:
-        return fail(f"instance identity trust material: {err}")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.effective_database_url)
+        raise StartupError(f"instance identity trust material: {err}") from None
+    try:
+        # The data directory first: a second server on it stops here, before
+        # it touches core.sock or anything else of the first.
+        lock = lock_data_dir(settings.data_dir)
+        holds.append(lock)
+        rest = bind_listener(settings.http_address, "REST")
+        holds.append(rest)
+        ensure_free(settings.grpc_address, "gRPC")
+    except InUse as err:
+        raise StartupError(str(err)) from None
+    url = settings.effective_database_url
+    shown = _without_password(url)
+    try:
+        engine = create_engine(url)
+    except Exception as err:  # a URL SQLAlchemy cannot take, an unwritable SQLite dir
+        raise StartupError(f"cannot use the database URL {shown}: {err}") from None
     try:
         migrate(engine)
     except SchemaTooNew as err:
-        return fail(str(err))
+        raise StartupError(str(err)) from None
+    except Exception as err:
+        raise _database_failure(shown, err) from None
     db = Database(engine)
-    if settings.derp_config is not None:
-        try:
+    try:
+        if settings.derp_config is not None:
             derp_map = load_derp_config(settings.derp_config)
-        except DERPConfigError as err:
-            return fail(str(err))
-        DERPMapSource(
-            db, clock, access_url=settings.effective_access_url, disable_direct=False
-        ).install(derp_map)
-    agent_status_error = _load_agent_status_config(settings, db, clock)
-    if agent_status_error is not None:
-        return fail(agent_status_error)
-    admin_token = ensure_admin_token(settings)
+            DERPMapSource(
+                db, clock, access_url=settings.effective_access_url, disable_direct=False
+            ).install(derp_map)
+        agent_status_error = _load_agent_status_config(settings, db, clock)
+        if agent_status_error is not None:
+            raise StartupError(agent_status_error)
+        admin_token = ensure_admin_token(settings)
+    except DERPConfigError as err:
+        raise StartupError(str(err)) from None
+    except OSError as err:
+        raise StartupError(f"cannot use the data directory {settings.data_dir}: {err}") from None
+    except sa_errors() as err:
+        raise _database_failure(shown, err) from None
     core_address = settings.effective_core_address
     if core_address.startswith("unix:"):
+        # Ours to replace: the data-directory lock says no live server uses it.
         with contextlib.suppress(FileNotFoundError):
             Path(core_address[5:]).unlink()
     try:
@@ -115,21 +193,39 @@ async def _serve(settings: Settings) -> int:
             identity=identity,
         )
     except RuntimeError as err:
-        return fail(f"cannot listen on {settings.grpc_address} or {core_address}: {err}")
-    await db.pubsub.start()
+        raise StartupError(
+            f"cannot listen on {settings.grpc_address} or {core_address}: {err}"
+        ) from None
+    try:
+        await db.pubsub.start()
+    except Exception as err:
+        raise _database_failure(shown, err) from None
     await core.server.start()
     await core.start_background()
     await mark_serving(core)
     retention = LogRetention(db, clock, retention=settings.agent_logs_retention)
     retention.start()
-    env = {**os.environ, **_settings_env(settings), "AGENTPLANE_CORE_ADDRESS": core_address}
-    facade = subprocess.Popen([sys.executable, "-m", "rest_facade.serve"], env=env)
+    env = {
+        **os.environ,
+        **_settings_env(settings),
+        "AGENTPLANE_CORE_ADDRESS": core_address,
+        FACADE_LISTEN_FD_ENV: str(rest.fileno()),
+    }
+    facade = subprocess.Popen(
+        [sys.executable, "-m", "rest_facade.serve"], env=env, pass_fds=(rest.fileno(),)
+    )
+    started = _Started(core=core, db=db, retention=retention, facade=facade, lock=lock)
+    if not await _facade_ready(settings, facade):
+        await _stop(started)
+        raise StartupError(
+            f"the REST facade exited during start-up with status {facade.returncode}"
+        )
     print(
         json.dumps(
             {
                 "rest": f"http://{settings.http_address}",
                 "grpc": settings.grpc_address,
-                "database": engine.url.render_as_string(hide_password=True),
+                "database": shown,
                 "data_dir": str(settings.data_dir),
                 "admin_token_file": None
                 if settings.admin_token
@@ -139,10 +235,59 @@ async def _serve(settings: Settings) -> int:
         file=sys.stderr,
         flush=True,
     )
+    return started
+
+
+def _without_password(url: str) -> str:
+    """The database URL as the server shows it: any password replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def sa_errors() -> type[Exception]:
+    import sqlalchemy as sa
+
+    return sa.exc.SQLAlchemyError
+
+
+async def _facade_ready(settings: Settings, facade: subprocess.Popen[bytes]) -> bool:
+    """Waits until the facade answers its liveness route (the socket is bound
+    already; connections wait in its backlog until the facade accepts), or
+    exits. False when it exited."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{settings.http_address}/healthz/live"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    while facade.poll() is None:
+        if await asyncio.to_thread(answers):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _run(settings: Settings, started: _Started) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    facade = started.facade
 
     async def watch_facade() -> None:
         while facade.poll() is None and not stop.is_set():
@@ -157,6 +302,14 @@ async def _serve(settings: Settings) -> int:
     if facade.poll() is not None and facade.returncode not in (0, -signal.SIGTERM):
         log.error("the REST facade exited with status %s", facade.returncode)
         exit_code = 1
+    await _stop(started)
+    return exit_code
+
+
+async def _stop(started: _Started) -> None:
+    from server.app import drain, mark_not_serving
+
+    facade, core, db = started.facade, started.core, started.db
     # Graceful: the facade drains first (it calls the core), then the core.
     if facade.poll() is None:
         facade.terminate()
@@ -165,13 +318,14 @@ async def _serve(settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             facade.kill()
     await mark_not_serving(core)
-    await retention.stop()
+    await started.retention.stop()
     await core.stop_background()
     await core.server.stop(grace=5)
+    await drain(core)
     core.close()
     await db.pubsub.close()
     db.dispose()
-    return exit_code
+    started.lock.close()
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -212,8 +366,9 @@ def _admin_stub(args: argparse.Namespace) -> tuple[Any, tuple[tuple[str, str], .
     if not token:
         raise SystemExit(
             fail(
-                "no admin token: set AGENTPLANE_ADMIN_TOKEN or run on the server's machine "
-                f"(expected {settings.admin_token_path})"
+                f"no admin token: {settings.admin_token_path} does not exist. Run this on the "
+                "server's machine with the server's --data-dir (or AGENTPLANE_DATA_DIR), or "
+                "set AGENTPLANE_ADMIN_TOKEN"
             )
         )
     channel = grpc.insecure_channel(address)
@@ -365,6 +520,30 @@ def cmd_workspaces_reinit(args: argparse.Namespace) -> int:
             "build_number": out.get("build_number", 0),
         }
     )
+
+
+def cmd_workspaces_prebuild(args: argparse.Namespace) -> int:
+    from agentplane.admin.v1 import admin_pb2
+
+    out = _call(
+        args,
+        "CreatePrebuild",
+        admin_pb2.CreatePrebuildRequest(name=args.name, spec_json=_read_spec(args.spec)),
+    )
+    return _print(_build_json(out["build"]))
+
+
+def cmd_workspaces_claim(args: argparse.Namespace) -> int:
+    from agentplane.admin.v1 import admin_pb2
+
+    out = _call(
+        args,
+        "ClaimPrebuild",
+        admin_pb2.ClaimPrebuildRequest(
+            name=args.name, owner=args.owner, new_name=args.new_name or ""
+        ),
+    )
+    return _print({**_build_json(out["build"]), "owner_id": out["owner_id"]})
 
 
 def cmd_external_auth_link(args: argparse.Namespace) -> int:
@@ -528,9 +707,36 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return fail(body["message"] + (f" ({body['detail']})" if body.get("detail") else ""))
 
 
+def _log_cursor(text: str) -> int:
+    """A log id as Coder's cursor takes it (Go's ParseInt, 0 or more)."""
+    value = parse_int64(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {INT64_MAX}, got {text!r}")
+    return value
+
+
+CLOUDS = {"aws": "an AWS", "azure": "an Azure", "google": "a Google Cloud"}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentplane")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentplane", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="agentplane",
+        description="A control plane for workspace agents that speaks Coder's agent API. "
+        "`agentplane server` runs it; the other commands call a running server.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"agentplane {_version()}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     server = sub.add_parser("server", help="run the gRPC core and the REST facade")
     for flag, help_text in SERVER_FLAGS:
@@ -548,41 +754,73 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="core address (env AGENTPLANE_GRPC_ADDRESS; default 127.0.0.1:3001)",
         )
-        p.add_argument("--data-dir", default=None, help="where the admin token file is")
+        p.add_argument(
+            "--data-dir",
+            default=None,
+            help="the server's data directory, where its admin-token file is "
+            "(env AGENTPLANE_DATA_DIR; default ~/.local/share/agentplane)",
+        )
         return p
 
     users = sub.add_parser("users", help="manage users").add_subparsers(dest="sub", required=True)
     p = admin_parser(users, "create", "create a user (prints its first API key)")
-    p.add_argument("--username", required=True)
-    p.add_argument("--email", default="")
-    p.add_argument("--role", choices=("member", "owner"), default="member")
+    p.add_argument("--username", required=True, help="letters, digits and inner hyphens")
+    p.add_argument("--email", default="", help="the user's email address (optional)")
+    p.add_argument(
+        "--role",
+        choices=("member", "owner"),
+        default="member",
+        help="owners read every workspace's agents (default member)",
+    )
     p.set_defaults(func=cmd_users_create)
 
     tokens = sub.add_parser("tokens", help="manage API keys").add_subparsers(
         dest="sub", required=True
     )
     p = admin_parser(tokens, "create", "mint an API key for a user")
-    p.add_argument("--user", required=True)
+    p.add_argument("--user", required=True, help="username or id")
     p.set_defaults(func=cmd_tokens_create)
 
     wss = sub.add_parser("workspaces", help="provision workspaces").add_subparsers(
         dest="sub", required=True
     )
     p = admin_parser(wss, "create", "create a workspace from a spec (JSON or YAML)")
-    p.add_argument("--owner", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--spec", required=True)
+    p.add_argument("--owner", required=True, help="the owner's username or id")
+    p.add_argument("--name", required=True, help="the workspace name, unique per owner")
+    p.add_argument("--spec", required=True, metavar="FILE", help="workspace spec, JSON or YAML")
     p.set_defaults(func=cmd_workspaces_create)
     p = admin_parser(wss, "build", "start a new build of a workspace")
-    p.add_argument("--owner", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--spec", default=None)
-    p.add_argument("--transition", choices=("start", "stop", "delete"), default="start")
+    p.add_argument("--owner", required=True, help="the owner's username or id")
+    p.add_argument("--name", required=True, help="the workspace name")
+    p.add_argument(
+        "--spec", default=None, metavar="FILE", help="a new spec (default: the latest build's)"
+    )
+    p.add_argument(
+        "--transition",
+        choices=("start", "stop", "delete"),
+        default="start",
+        help="start (default), stop, or delete the workspace",
+    )
     p.set_defaults(func=cmd_workspaces_build)
     p = admin_parser(wss, "reinit", "ask a workspace's agents to reinitialize (me/reinit)")
-    p.add_argument("--owner", required=True)
-    p.add_argument("--name", required=True)
+    p.add_argument("--owner", required=True, help="the owner's username or id")
+    p.add_argument("--name", required=True, help="the workspace name")
     p.set_defaults(func=cmd_workspaces_reinit)
+    p = admin_parser(
+        wss, "prebuild", "create a prebuilt workspace, owned by the prebuilds user until claimed"
+    )
+    p.add_argument("--name", required=True, help="the prebuilt workspace's name")
+    p.add_argument("--spec", required=True, metavar="FILE", help="workspace spec, JSON or YAML")
+    p.set_defaults(func=cmd_workspaces_prebuild)
+    p = admin_parser(
+        wss, "claim", "give a prebuilt workspace to a user (its agents get prebuild_claimed)"
+    )
+    p.add_argument("--name", required=True, help="the prebuilt workspace's name")
+    p.add_argument("--owner", required=True, help="the claiming user's username or id")
+    p.add_argument(
+        "--new-name", default=None, help="the workspace's name for its owner (default: same)"
+    )
+    p.set_defaults(func=cmd_workspaces_claim)
 
     extauth = sub.add_parser(
         "external-auth", help="manage users' external auth tokens"
@@ -590,8 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin_parser(extauth, "link", "store a user's token for a configured provider")
     p.add_argument("--user", required=True, help="username or id")
     p.add_argument("--provider", required=True, help="provider id (from --external-auth-config)")
-    p.add_argument("--access-token", required=True)
-    p.add_argument("--refresh-token", default=None)
+    p.add_argument("--access-token", required=True, help="the provider's access token")
+    p.add_argument("--refresh-token", default=None, help="the provider's refresh token")
     p.add_argument("--expires-at", default=None, help="RFC 3339 expiry (default: none)")
     p.add_argument("--token-extra", default=None, help="extra token fields, a JSON object")
     p.set_defaults(func=cmd_external_auth_link)
@@ -609,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("azure", (("--signature", "the attested document's base64 PKCS#7 signature"),)),
         ("google", (("--jwt", "identity token (audience=coder&format=full)"),)),
     ):  # fmt: skip
-        p = logins.add_parser(cloud, help=f"log in with a {cloud} instance identity")
+        p = logins.add_parser(cloud, help=f"log in with {CLOUDS[cloud]} instance identity")
         for flag, what in files:
             p.add_argument(flag, required=True, metavar="FILE", help=what)
         p.add_argument("--agent-name", default=None, help="agent to log in as (CODER_AGENT_NAME)")
@@ -620,10 +858,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.set_defaults(func=cmd_login)
     p = sub.add_parser("logs", help="print (or --follow) an agent's logs")
-    p.add_argument("agent_id")
+    p.add_argument("agent_id", help="the agent's id (a UUID)")
     p.add_argument("--follow", action="store_true", help="keep streaming new logs")
-    p.add_argument("--after", type=int, default=0, help="only logs with id > AFTER")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--after", type=_log_cursor, default=0, metavar="N", help="only logs with id > N"
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default) or one JSON object per line",
+    )
     p.add_argument(
         "--token",
         default=None,

@@ -17,6 +17,11 @@ from typing import Any
 
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:3000"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:3001"
+# Durations given in seconds stay below this (about 68 years), so that no
+# timer, deadline or timestamp computed from one can overflow.
+MAX_SECONDS = 2**31 - 1
+# Coder's --agent-fallback-troubleshooting-url default (codersdk/deployment.go).
+DEFAULT_TROUBLESHOOTING_URL = "https://coder.com/docs/v2/latest/templates/troubleshooting"
 # Coder's httpapi body cap; larger bodies are refused with 413.
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 
@@ -25,8 +30,32 @@ class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Go's strconv.ParseInt(s, 10, 64) grammar: an optional sign, ASCII digits.
+# Python's int() also takes other scripts' digits (Arabic-Indic, fullwidth),
+# surrounding whitespace and "_" separators; none of those is an integer to
+# Coder, so none is one here.
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_int64(text: str) -> int | None:
+    """The value of ``text`` as Go's strconv.ParseInt(text, 10, 64) reads
+    it, or None where Go fails (not an integer, or outside int64)."""
+    if not _GO_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def parse_float(text: str) -> float | None:
+    """A decimal number in ASCII (Python's float() takes other scripts'
+    digits, "inf", "nan" and "_"), or None."""
+    return float(text) if _GO_FLOAT.fullmatch(text) else None
+
+
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(w|d|h|m|s)")
 
 
 def parse_retention(raw: str) -> dt.timedelta | None:
@@ -39,6 +68,8 @@ def parse_retention(raw: str) -> dt.timedelta | None:
     if not parts or "".join(number + unit for number, unit in parts) != text:
         raise SettingsError(f"not a duration like 7d, 2w, 36h or 0: {raw!r}")
     seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    if seconds > MAX_SECONDS:
+        raise SettingsError(f"a duration of at most {MAX_SECONDS} seconds, not {raw!r}")
     return dt.timedelta(seconds=seconds) if seconds else None
 
 
@@ -124,12 +155,16 @@ class Settings:
     replica_address: str = ""
     # Replica heartbeat period; 3 missed beats = dead (Coder's pgcoord: 2 s).
     replica_heartbeat_seconds: float = 2.0
+    # Coder's --agent-fallback-troubleshooting-url: an agent's
+    # troubleshooting_url when its template sets none (Coder's default).
+    agent_fallback_troubleshooting_url: str = DEFAULT_TROUBLESHOOTING_URL
 
     def __post_init__(self) -> None:
         for name in ("http_address", "grpc_address"):
             value = getattr(self, name)
             host, sep, port = value.rpartition(":")
-            if not sep or not host or not port.isdigit() or int(port) > 65535:
+            number = parse_int64(port) if port.isascii() and port.isdigit() else None
+            if not sep or not host or number is None or number > 65535:
                 raise SettingsError(f"{name} must be HOST:PORT, got {value!r}")
         if self.database_url and not self.database_url.startswith(
             ("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")
@@ -161,8 +196,8 @@ class Settings:
         if not 0 < self.agent_logs_limit_bytes < 2**31:
             # workspace_agents.logs_length is a 32-bit integer, as in Coder.
             raise SettingsError("agent_logs_limit_bytes must be between 1 and 2147483647")
-        if self.log_follow_repoll_seconds <= 0:
-            raise SettingsError("log_follow_repoll_seconds must be positive")
+        if not 0 < self.log_follow_repoll_seconds <= MAX_SECONDS:
+            raise SettingsError(f"log_follow_repoll_seconds must be between 0 and {MAX_SECONDS}")
         if not 0 < self.replica_heartbeat_seconds <= 60:
             raise SettingsError("replica_heartbeat_seconds must be between 0 and 60")
         if self.replica_address:
@@ -175,17 +210,22 @@ class Settings:
             parse_retention(self.workspace_agent_logs_retention)
         except SettingsError as err:
             raise SettingsError(f"workspace_agent_logs_retention: {err}") from None
-        if self.aws_instance_identity_max_age < 0:
-            raise SettingsError("aws_instance_identity_max_age must be 0 (off) or positive")
+        if not self.agent_fallback_troubleshooting_url.startswith(("http://", "https://")):
+            raise SettingsError("agent_fallback_troubleshooting_url must be an http(s) URL")
         if not self.google_instance_identity_audience.strip():
             raise SettingsError("google_instance_identity_audience must not be empty")
         for name in (
             "agent_stats_report_interval_seconds",
             "external_auth_listen_timeout_seconds",
             "sse_keepalive_seconds",
+            "agent_inactive_timeout_seconds",
         ):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive")
+            if not 0 < getattr(self, name) <= MAX_SECONDS:
+                raise SettingsError(f"{name} must be between 1 and {MAX_SECONDS}")
+        if not 0 <= self.aws_instance_identity_max_age <= MAX_SECONDS:
+            raise SettingsError(
+                f"aws_instance_identity_max_age must be 0 (off) or at most {MAX_SECONDS}"
+            )
 
     @property
     def agent_logs_retention(self) -> dt.timedelta | None:
@@ -229,15 +269,15 @@ def _coerce(name: str, raw: Any) -> Any:
             return False
         raise SettingsError(f"{name} must be a boolean, got {raw!r}")
     if kind == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        number = parse_int64(raw.strip())
+        if number is None:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}")
+        return number
     if kind == "float":
-        try:
-            return float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        value = parse_float(raw.strip())
+        if value is None:
+            raise SettingsError(f"{name} must be a number, got {raw!r}")
+        return value
     if kind in ("Path", "Path | None"):
         return Path(raw).expanduser() if raw else None
     return raw

@@ -7,7 +7,7 @@ import asyncio
 import threading
 from typing import Any
 
-from server.app import Core, create_server, mark_serving
+from server.app import Core, create_server, drain, mark_not_serving, mark_serving
 from server.clock import Clock
 from server.config import Settings
 from server.storage.db import Database
@@ -62,8 +62,10 @@ class EmbeddedCore:
 
     def stop(self, grace: float | None = None) -> None:
         if self.core is not None:
+            self._run(mark_not_serving(self.core))
             self._run(self.core.stop_background())
             self._run(self.core.server.stop(grace))
+            self._run(drain(self.core))
             self._run(self.db.pubsub.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)

@@ -110,7 +110,9 @@ def db(migrated_backend) -> Iterator[Database]:
         else:
             for table in tables:
                 conn.execute(sa.text(f"DELETE FROM {table}"))
-    yield Database(engine)
+    database = Database(engine)
+    yield database
+    database.close()
 
 
 @pytest.fixture
@@ -240,6 +242,21 @@ class Provisioner:
         )
         return Provisioned(
             owner.id, owner.username, owner.api_key, resp.build.workspace_id, resp.build
+        )
+
+    def prebuild(self, spec: dict[str, Any] | None = None, *, name: str = "pb") -> admin_pb2.Build:
+        """A prebuilt workspace (owned by the prebuilds user until claimed)."""
+        return self.stub.CreatePrebuild(
+            admin_pb2.CreatePrebuildRequest(name=name, spec_json=json.dumps(spec or DEFAULT_SPEC)),
+            metadata=ADMIN_METADATA,
+        ).build
+
+    def claim(
+        self, name: str, owner: admin_pb2.CreateUserResponse, new_name: str = ""
+    ) -> admin_pb2.ClaimPrebuildResponse:
+        return self.stub.ClaimPrebuild(
+            admin_pb2.ClaimPrebuildRequest(name=name, owner=owner.username, new_name=new_name),
+            metadata=ADMIN_METADATA,
         )
 
     def rebuild(

@@ -139,3 +139,68 @@ def test_json_logs_from_a_real_server(tmp_path: Path) -> None:
     assert http_lines and http_lines[0]["status"] == 401 and http_lines[0]["caller"] == "anonymous"
     rpc = [x for x in lines if x.get("request_id") == http_lines[0]["request_id"] and "code" in x]
     assert rpc and rpc[0]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "\u0663", "-1", "1_0", " 1"])
+def test_logs_after_takes_only_go_integers(value: str, capsys) -> None:
+    """`agentplane logs --after` past int64 (or not Go's integer at all) is a
+    usage error on one line, not a traceback from the gRPC request."""
+    from server.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["logs", "00000000-0000-0000-0000-000000000000", "--after", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "argument --after: must be an integer from 0 to 9223372036854775807" in err
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    import argparse
+
+    from server.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "agentplane")
+    assert missing == []
+    helps = subprocess.run(
+        [*AGENTPLANE, "login", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    ).stdout
+    assert "an AWS instance identity" in helps and "a aws" not in helps
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    from server.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"agentplane {version('agentplane')}\n"
+
+
+def test_no_admin_token_names_the_data_dir(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTPLANE_DATA_DIR": str(tmp_path / "nowhere")}
+    env.pop("AGENTPLANE_ADMIN_TOKEN", None)
+    done = subprocess.run(
+        [*AGENTPLANE, "users", "create", "--username", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert "no admin token" in line and "--data-dir" in line
+    assert str(tmp_path / "nowhere" / "admin-token") in line

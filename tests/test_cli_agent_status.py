@@ -1,6 +1,7 @@
 """Agent status end to end with a real `agentplane server`: providers from
 --external-auth-config, `agentplane external-auth link`, the token over
-REST; `agentplane workspaces reinit`; a bad config file refuses to start."""
+REST; `agentplane workspaces reinit`, `prebuild` and `claim`; a bad config
+file refuses to start."""
 
 from __future__ import annotations
 
@@ -79,6 +80,27 @@ def test_external_auth_and_reinit_from_the_cli(fresh_backend, tmp_path: Path) ->
             "reason": "prebuild_claimed",
             "build_number": 1,
         }
+
+        # Prebuilds: created for the prebuilds user, claimed by alice.
+        spec = str(ROOT / "examples" / "workspace.yaml")
+        pre = json.loads(
+            server.cli("workspaces", "prebuild", "--name", "pb", "--spec", spec).stdout
+        )
+        pre_token = next(a for a in pre["agents"] if a["name"] == "main")["auth_token"]
+        status, body = server.get("/workspaceagents/me/manifest", pre_token)
+        assert status == 200 and body["owner_name"] == "prebuilds"
+        claimed = json.loads(
+            server.cli(
+                "workspaces", "claim", "--name", "pb", "--owner", "alice", "--new-name", "mine"
+            ).stdout
+        )
+        assert claimed["workspace_id"] == pre["workspace_id"] and claimed["build_number"] == 2
+        assert claimed["owner_id"] == reinit["owner_id"]
+        status, body = server.get("/workspaceagents/me/manifest", pre_token)
+        assert status == 200 and (body["owner_name"], body["workspace_name"]) == ("alice", "mine")
+        # A workspace that is no prebuild: me/reinit?wait=true is Coder's 409.
+        status, body = server.get("/workspaceagents/me/reinit?wait=true", token)
+        assert status == 409 and "not a prebuilt workspace" in body["message"]
     finally:
         assert server.stop() == 0
 

@@ -29,6 +29,7 @@ from rest_facade.parse import read_json, session_token, wants_event_stream, want
 from rest_facade.serving.exchange import SSE_HEADERS, Exchange, Handoff
 from rest_facade.serving.websocket import PING_INTERVAL_SECONDS
 from rest_facade.streams import CoreStream, stream_slots, until_gone
+from server.config import parse_int64
 
 bp = Blueprint("logs", __name__)
 
@@ -167,11 +168,9 @@ def _cursor(name: str) -> int | Response | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
+    # Coder's strconv.ParseInt: ASCII digits, an optional sign, int64.
+    value = parse_int64(raw)
+    if value is None or value < 0:
         detail = f'Query param "{name}" must be an integer greater than or equal to zero.'
         return error_response(400, detail, validations=[(name, detail)])
     return value

@@ -47,7 +47,8 @@ class _BadJSON(Exception):
 def _mismatch(value: object, field: str, go_type: str) -> _BadJSON:
     shown = go_json_kind(value)
     if shown == "number":
-        shown = f"number {value}"
+        # Go quotes the number as it was written (GoNumber keeps the text).
+        shown = f"number {getattr(value, 'text', value)}"
     return _BadJSON(
         f"json: cannot unmarshal {shown} into Go struct field {field} of type {go_type}"
     )

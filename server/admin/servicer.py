@@ -3,19 +3,18 @@ then provision."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from agentplane.admin.v1 import admin_pb2 as pb
 from agentplane.admin.v1 import admin_pb2_grpc as pb_grpc
 
-from server.admin import externalauth, reinit, users, workspaces
+from server.admin import externalauth, prebuilds, reinit, users, workspaces
 from server.auth import Authenticator
 from server.clock import Clock
 from server.errors import InvalidArgument, map_servicer_errors
 from server.me.wakeups import Wakeups
-from server.prototime import to_timestamp
+from server.prototime import from_timestamp, to_timestamp
 from server.storage.db import Database
 from server.tailnet.derpmap import DERPConfigError, DERPMapSource, validate_derp_map
 from server.tailnet.resume import ResumeTokens
@@ -61,7 +60,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> Any:
         self._auth.admin(context)
-        created = users.create_user(
+        created = await self._db.offload(
+            users.create_user,
             self._db,
             self._clock,
             username=request.username,
@@ -79,12 +79,15 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def CreateToken(self, request: pb.CreateTokenRequest, context: Any) -> Any:
         self._auth.admin(context)
         return pb.CreateTokenResponse(
-            api_key=users.create_token(self._db, self._clock, user_ref=request.user)
+            api_key=await self._db.offload(
+                users.create_token, self._db, self._clock, user_ref=request.user
+            )
         )
 
     async def CreateWorkspace(self, request: pb.CreateWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = workspaces.create_workspace(
+        result = await self._db.offload(
+            workspaces.create_workspace,
             self._db,
             self._clock,
             owner_ref=request.owner,
@@ -95,7 +98,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def BuildWorkspace(self, request: pb.BuildWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = workspaces.build_workspace(
+        result = await self._db.offload(
+            workspaces.build_workspace,
             self._db,
             self._clock,
             owner_ref=request.owner,
@@ -107,7 +111,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def LinkExternalAuth(self, request: pb.LinkExternalAuthRequest, context: Any) -> Any:
         self._auth.admin(context)
-        linked = externalauth.link_external_auth(
+        linked = await self._db.offload(
+            externalauth.link_external_auth,
             self._db,
             self._clock,
             self._wakeups,
@@ -116,7 +121,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             access_token=request.access_token,
             refresh_token=request.refresh_token,
             expires_at=(
-                request.expires_at.ToDatetime(tzinfo=dt.UTC)
+                from_timestamp(request.expires_at, "expires_at")
                 if request.HasField("expires_at")
                 else None
             ),
@@ -130,8 +135,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 
     async def ReinitWorkspace(self, request: pb.ReinitWorkspaceRequest, context: Any) -> Any:
         self._auth.admin(context)
-        result = reinit.reinit_workspace(
-            self._db, self._clock, self._wakeups, owner_ref=request.owner, name=request.name
+        result = await self._db.offload(
+            reinit.reinit_workspace,
+            self._db,
+            self._clock,
+            self._wakeups,
+            owner_ref=request.owner,
+            name=request.name,
         )
         return pb.ReinitWorkspaceResponse(
             workspace_id=str(result.workspace_id),
@@ -162,3 +172,29 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> Any:
         self._auth.admin(context)
         return pb.RotateResumeTokenKeyResponse(sequence=self._resume.rotate())
+
+    async def CreatePrebuild(self, request: pb.CreatePrebuildRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        result = await self._db.offload(
+            prebuilds.create_prebuild,
+            self._db,
+            self._clock,
+            name=request.name,
+            spec_json=request.spec_json,
+        )
+        return pb.CreatePrebuildResponse(build=build_message(result))
+
+    async def ClaimPrebuild(self, request: pb.ClaimPrebuildRequest, context: Any) -> Any:
+        self._auth.admin(context)
+        claimed = await self._db.offload(
+            prebuilds.claim_prebuild,
+            self._db,
+            self._clock,
+            self._wakeups,
+            name=request.name,
+            owner_ref=request.owner,
+            new_name=request.new_name,
+        )
+        return pb.ClaimPrebuildResponse(
+            build=build_message(claimed.build), owner_id=str(claimed.owner_id)
+        )

@@ -20,6 +20,7 @@ from server.clock import Clock
 from server.errors import Conflict, InvalidArgument, NotFound
 from server.pubsub import WORKSPACE, WORKSPACE_OWNER
 from server.storage import resourcemonitors
+from server.storage import users as user_store
 from server.storage import workspaces as ws_store
 from server.storage.agents import AUTH_TOKEN, WorkspaceAgent
 from server.storage.apps import WorkspaceApp
@@ -49,6 +50,10 @@ class BuildResult:
     agents: tuple[ProvisionedAgent, ...]
 
 
+# Agents of a build by (parent's name, name), e.g. to carry their tokens over.
+AgentKey = tuple[str, str]
+
+
 def _insert_agent(
     session: sa.orm.Session,
     clock: Clock,
@@ -56,9 +61,12 @@ def _insert_agent(
     *,
     resource_id: uuid.UUID,
     parent_id: uuid.UUID | None,
+    parent_name: str = "",
+    reuse_tokens: dict[AgentKey, str] | None = None,
 ) -> list[ProvisionedAgent]:
     now = clock.now()
-    token = new_agent_token() if spec.auth == AUTH_TOKEN else None
+    reused = (reuse_tokens or {}).get((parent_name, spec.name))
+    token = new_agent_token() if spec.auth == AUTH_TOKEN and reused is None else None
     agent = WorkspaceAgent(
         created_at=now,
         updated_at=now,
@@ -66,7 +74,7 @@ def _insert_agent(
         resource_id=resource_id,
         parent_id=parent_id,
         auth_kind=spec.auth,
-        auth_token_hash=hash_agent_token(token) if token else None,
+        auth_token_hash=hash_agent_token(token) if token else reused,
         auth_instance_id=spec.instance_id,
         architecture=spec.architecture,
         operating_system=spec.os,
@@ -166,12 +174,20 @@ def _insert_agent(
     ]
     for child in spec.children:
         out.extend(
-            _insert_agent(session, clock, child, resource_id=resource_id, parent_id=agent.id)
+            _insert_agent(
+                session,
+                clock,
+                child,
+                resource_id=resource_id,
+                parent_id=agent.id,
+                parent_name=spec.name,
+                reuse_tokens=reuse_tokens,
+            )
         )
     return out
 
 
-def _insert_build(
+def insert_build(
     session: sa.orm.Session,
     clock: Clock,
     *,
@@ -180,6 +196,9 @@ def _insert_build(
     transition: str,
     spec: WorkspaceSpec,
     spec_json: str,
+    initiator_id: uuid.UUID,
+    prebuild_claim: bool = False,
+    reuse_tokens: dict[AgentKey, str] | None = None,
 ) -> BuildResult:
     now = clock.now()
     build = ws_store.WorkspaceBuild(
@@ -188,6 +207,8 @@ def _insert_build(
         transition=transition,
         spec_json=spec_json,
         created_at=now,
+        initiator_id=initiator_id,
+        prebuild_claim=prebuild_claim,
     )
     session.add(build)
     session.flush()
@@ -203,7 +224,12 @@ def _insert_build(
             for agent_spec in res.agents:
                 agents.extend(
                     _insert_agent(
-                        session, clock, agent_spec, resource_id=resource.id, parent_id=None
+                        session,
+                        clock,
+                        agent_spec,
+                        resource_id=resource.id,
+                        parent_id=None,
+                        reuse_tokens=reuse_tokens,
                     )
                 )
     workspace.updated_at = now
@@ -219,26 +245,48 @@ def _insert_build(
     )
 
 
-def create_workspace(
-    db: Database, clock: Clock, *, owner_ref: str, name: str, spec_json: str
-) -> BuildResult:
+def check_workspace_name(name: str, field: str = "name") -> None:
     if not name or len(name) > 64 or not NAME_RE.match(name):
         raise InvalidArgument(
             "Validation failed.",
-            validations=[("name", "must be 1-64 letters, digits and inner hyphens")],
+            validations=[(field, "must be 1-64 letters, digits and inner hyphens")],
         )
+
+
+def name_taken(owner: user_store.User, name: str) -> Conflict:
+    return Conflict(
+        f"Workspace {name!r} of {owner.username!r} already exists.",
+        detail="Start a new build of it (agentplane workspaces build), or choose another name.",
+    )
+
+
+def create_workspace(
+    db: Database,
+    clock: Clock,
+    *,
+    owner_ref: str,
+    name: str,
+    spec_json: str,
+    owner: user_store.User | None = None,
+) -> BuildResult:
+    """A workspace and its first build, started by its owner (``owner``:
+    already resolved, e.g. the prebuilds user)."""
+    check_workspace_name(name)
     spec = parse_spec(spec_json)
     now = clock.now()
     with db.session() as session:
-        owner = resolve_user(session, owner_ref)
+        owner = owner or resolve_user(session, owner_ref)
         if ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name):
-            raise Conflict(f"Workspace {name!r} already exists for {owner.username!r}.")
+            raise name_taken(owner, name)
         workspace = ws_store.Workspace(owner_id=owner.id, name=name, created_at=now, updated_at=now)
         session.add(workspace)
-        session.flush()
+        try:
+            session.flush()
+        except sa.exc.IntegrityError:
+            raise name_taken(owner, name) from None
         # The owner's workspace-update streams (Tailnet/WorkspaceUpdates).
         db.pubsub.publish(session, WORKSPACE_OWNER, str(owner.id))
-        return _insert_build(
+        return insert_build(
             session,
             clock,
             workspace=workspace,
@@ -246,16 +294,26 @@ def create_workspace(
             transition="start",
             spec=spec,
             spec_json=spec_json,
+            initiator_id=owner.id,
         )
 
 
 def resolve_workspace(session: sa.orm.Session, *, owner_ref: str, name: str) -> ws_store.Workspace:
-    """A live (not deleted) workspace by owner username/id and name, or NotFound."""
+    """A live (not deleted) workspace by owner username/id and name, or
+    NotFound — saying so when the name belonged to a deleted workspace."""
     owner = resolve_user(session, owner_ref)
     workspace = ws_store.get_workspace_by_owner_and_name(session, owner_id=owner.id, name=name)
-    if workspace is None or workspace.deleted:
-        raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
-    return workspace
+    if workspace is not None:
+        return workspace
+    if ws_store.get_workspace_by_owner_and_name(
+        session, owner_id=owner.id, name=name, deleted=True
+    ):
+        raise NotFound(
+            f"Workspace {name!r} of {owner.username!r} was deleted.",
+            detail="A deleted workspace is not built again; "
+            "agentplane workspaces create can make a new one with this name.",
+        )
+    raise NotFound(f"Workspace {name!r} of {owner.username!r} not found.")
 
 
 def build_workspace(
@@ -282,7 +340,7 @@ def build_workspace(
             spec_json = latest.spec_json if latest else '{"resources": []}'
             spec = parse_spec(spec_json)
         try:
-            result = _insert_build(
+            result = insert_build(
                 session,
                 clock,
                 workspace=workspace,
@@ -290,6 +348,7 @@ def build_workspace(
                 transition=transition,
                 spec=spec,
                 spec_json=spec_json,
+                initiator_id=workspace.owner_id,
             )
             session.flush()
         except sa.exc.IntegrityError:

@@ -13,6 +13,7 @@ import re
 import unicodedata
 import uuid
 
+import sqlalchemy as sa
 from coder.agent.v2 import agent_pb2
 
 from server.agentapi.gotext import enum_text, quote, quote_bytes, uuid_from_bytes
@@ -42,9 +43,11 @@ MESSAGE_TOO_LONG = "Message must be less than 160 characters."
 STATE_CHOICES = "State must be one of: complete, failure, working, idle."
 
 
-def batch_update_app_healths(
+async def batch_update_app_healths(
     db: Database, *, caller: AgentInWorkspace, request: agent_pb2.BatchUpdateAppHealthRequest
 ) -> agent_pb2.BatchUpdateAppHealthResponse:
+    """Validated on the loop from the agent's cached view; only a change is
+    written (an agent repeats its healths every few seconds)."""
     if not request.updates:
         return agent_pb2.BatchUpdateAppHealthResponse()
     agent = caller.agent
@@ -80,9 +83,12 @@ def batch_update_app_healths(
             # A later update in the same batch restores the stored value.
             del changed[app_id]
     if changed:
-        with db.engine.begin() as conn:
+
+        def write(conn: sa.Connection) -> None:
             appstatus.set_app_healths(conn, agent_id=agent.id, healths=changed)
             agent_store.bump_revision(conn, agent_id=agent.id)
+
+        await db.run_write(write, key=agent.id)
     return agent_pb2.BatchUpdateAppHealthResponse()
 
 

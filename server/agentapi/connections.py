@@ -8,7 +8,6 @@ with the exit code and reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 
 from coder.agent.v2 import agent_pb2
@@ -17,6 +16,7 @@ from google.protobuf import empty_pb2
 from server.agentapi.gotext import enum_text, uuid_from_bytes
 from server.clock import Clock
 from server.errors import InvalidArgument
+from server.prototime import from_timestamp
 from server.storage import connectionlogs
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
@@ -73,7 +73,7 @@ def report_connection(
         raise InvalidArgument(f"unknown agent connection type {enum_text(_Conn.Type, c.type)}")
     # Go's zero Timestamp would be 1970; the server's now is the better guess.
     if c.HasField("timestamp") and (c.timestamp.seconds or c.timestamp.nanos):
-        at = c.timestamp.ToDatetime(tzinfo=dt.UTC)
+        at = from_timestamp(c.timestamp, "connection.timestamp")
     else:
         at = clock.now()
     disconnected = action == "disconnected"

@@ -7,14 +7,12 @@ and keeps ``started_at``/``ready_at`` in step with it.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from coder.agent.v2 import agent_pb2
 
 from server.agentapi.gotext import enum_text
 from server.clock import Clock, as_utc
 from server.errors import InvalidArgument
-from server.prototime import to_timestamp
+from server.prototime import from_timestamp, to_timestamp
 from server.storage import agentstatus
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
@@ -53,7 +51,7 @@ def update_lifecycle(
     if lifecycle.HasField("changed_at") and (
         lifecycle.changed_at.seconds or lifecycle.changed_at.nanos
     ):
-        changed_at = lifecycle.changed_at.ToDatetime(tzinfo=dt.UTC)
+        changed_at = from_timestamp(lifecycle.changed_at, "lifecycle.changed_at")
     else:
         changed_at = clock.now()
     agent = caller.agent

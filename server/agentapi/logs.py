@@ -77,6 +77,12 @@ def prepare_batch(logs: Sequence[agent_pb2.Log]) -> tuple[list[str], list[str], 
     return outputs, levels, size
 
 
+# A batch whose agent row another transaction holds (PostgreSQL, with
+# skip_locked): nothing was done for it; it is written on its own, waiting.
+LOCKED = "locked"
+Outcome = bool | None | str
+
+
 def claim_batch(
     db: Database,
     conn: sa.Connection,
@@ -88,7 +94,8 @@ def claim_batch(
     limit_bytes: int,
     source_known: bool = False,
     token_hash: str | None = None,
-) -> bool | None:
+    skip_locked: bool = False,
+) -> Outcome:
     """Everything of one batch but its lines, inside the caller's
     transaction: the byte budget (or the overflow flag), the log source and
     the followers' notification. True when the limit refused the batch, whose
@@ -96,13 +103,34 @@ def claim_batch(
 
     ``token_hash``: the caller was authenticated from a recent lookup, so
     its token is checked here, in the claim itself; None (nothing changed,
-    nothing to store) when it no longer authenticates as this agent."""
+    nothing to store) when it no longer authenticates as this agent.
+    ``skip_locked`` (PostgreSQL): LOCKED, having done nothing and waited for
+    nothing, when another transaction holds the agent's row."""
     key = str(agent_id)
     # On PostgreSQL the notification rides on the budget claim.
     notify = db.pubsub.sql_notification(AGENT_LOGS, key)
     claimed = log_store.claim_log_budget(
-        conn, agent_id=agent_id, n=size, limit=limit_bytes, notify=notify, token_hash=token_hash
+        conn,
+        agent_id=agent_id,
+        n=size,
+        limit=limit_bytes,
+        notify=notify,
+        token_hash=token_hash,
+        skip_locked=skip_locked,
     )
+    if not claimed and skip_locked:
+        if not log_store.lock_agent_if_free(conn, agent_id=agent_id):
+            return LOCKED
+        # The row was held when the claim skipped it and is ours now (the
+        # holder, say a contact write, has committed): claim again.
+        claimed = log_store.claim_log_budget(
+            conn,
+            agent_id=agent_id,
+            n=size,
+            limit=limit_bytes,
+            notify=notify,
+            token_hash=token_hash,
+        )
     if not claimed:
         if token_hash is not None:
             # The claim fails for a spent budget or a token gone stale (a new
@@ -149,12 +177,14 @@ def write_batches(
     now: dt.datetime,
     limit_bytes: int,
     source_known: Callable[[NewBatch], bool] = lambda _batch: False,
-) -> list[bool | None]:
+    skip_locked: bool = False,
+) -> list[Outcome]:
     """Batches inside the caller's transaction: each is judged on its own
     (token when it carries one, budget, overflow, source, notification), then
     the lines of every accepted one go in one statement (one COPY / INSERT).
     Per batch: False when stored, True when the limit refused it, None when
-    its token no longer authenticates."""
+    its token no longer authenticates, LOCKED when its agent's row was held
+    elsewhere (``skip_locked``; nothing done for it)."""
     outcomes = [
         claim_batch(
             db,
@@ -166,6 +196,7 @@ def write_batches(
             limit_bytes=limit_bytes,
             source_known=source_known(b),
             token_hash=b.token_hash,
+            skip_locked=skip_locked,
         )
         for b in batches
     ]

@@ -9,11 +9,19 @@ Where the write runs depends on the database, by measurement
 (bench/logs_ingest.py, 4 senders):
 * SQLite: inline on the loop. The write is CPU in this process; a worker
   thread cost more in hand-offs and GIL contention than it saved
-  (489 vs 640 batches/s).
+  (489 vs 640 batches/s). It takes SQLite's write lock without waiting
+  (``Database.try_inline_write``): when another connection holds it, the
+  group goes to the SQLite writer thread, which waits, and the loop keeps
+  serving.
 * PostgreSQL: on writer threads ("lanes", agents spread over them). The
   write is mostly waiting (round trips, the commit's WAL flush): inline it
   blocked the loop for all of it, and one writer made every agent's commit
-  wait for the previous one's flush.
+  wait for the previous one's flush. A group claims its agents' rows with
+  SKIP LOCKED: a batch whose agent row another transaction holds leaves the
+  group at once (it would have held up every other agent of the group) and
+  is written on its own on the database's writer threads, where it may
+  wait; the agent's later batches follow it there until it is done, so
+  each agent's batches keep their order.
 
 The writer keeps one connection of its own instead of checking one out of
 the pool per group (on PostgreSQL each checkout pre-pings: a round trip).
@@ -37,9 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy as sa
 
-from server.agentapi.logs import NewBatch, write_batches
+from server.agentapi.logs import LOCKED, NewBatch, Outcome, write_batches
 from server.clock import Clock
-from server.errors import Unavailable
+from server.errors import Unavailable, database_busy
 from server.storage import logs as log_store
 from server.storage.db import Database
 
@@ -52,6 +60,10 @@ _MAX_KNOWN_SOURCES = 100_000
 class _Job:
     batch: NewBatch
     future: asyncio.Future[bool | None]
+
+
+# What a group returns per job: an outcome, or the error that job failed with.
+_Result = Outcome | BaseException
 
 
 # Writer lanes on PostgreSQL: agents are spread over this many writers, each
@@ -72,8 +84,18 @@ class LogWriter:
     ) -> None:
         known: set[tuple[uuid.UUID, uuid.UUID]] = set()
         count = (lanes or POSTGRES_LANES) if db.is_postgres else 1
+        # Agents with batches written on their own (their row was locked):
+        # how many are in flight (on the loop only).
+        diverted: dict[uuid.UUID, int] = {}
         self._lanes = [
-            _Lane(db, clock, limit_bytes=limit_bytes, known=known, threaded=db.is_postgres)
+            _Lane(
+                db,
+                clock,
+                limit_bytes=limit_bytes,
+                known=known,
+                threaded=db.is_postgres,
+                diverted=diverted,
+            )
             for _ in range(count)
         ]
 
@@ -85,6 +107,12 @@ class LogWriter:
         token_hash no longer authenticates as the agent. Returns once the
         transaction holding it has committed."""
         return await self.lane_for(batch.agent_id).submit(batch)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Waits (bounded) for batches written on their own (at shutdown)."""
+        tasks = {task for lane in self._lanes for task in lane._tasks}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     def close(self) -> None:
         for lane in self._lanes:
@@ -100,8 +128,10 @@ class _Lane:
         limit_bytes: int,
         known: set[tuple[uuid.UUID, uuid.UUID]],
         threaded: bool,
+        diverted: dict[uuid.UUID, int],
     ) -> None:
         self._db = db
+        self._diverted = diverted
         self._clock = clock
         self._limit = limit_bytes
         self._pending: list[_Job] = []
@@ -113,6 +143,7 @@ class _Lane:
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-writer") if threaded else None
         )
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
         """Returns the writer's connection and stops its thread (at shutdown,
@@ -149,6 +180,10 @@ class _Lane:
             raise Unavailable(SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
         job = _Job(batch, loop.create_future())
+        if self._diverted.get(batch.agent_id):
+            # Behind an earlier batch of this agent that waits on its row.
+            self._divert(job)
+            return await asyncio.shield(job.future)
         self._pending.append(job)
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._drain_all(), name="log-writer")
@@ -167,19 +202,16 @@ class _Lane:
                 # A fixed lock order (agent rows) across replicas: no deadlocks.
                 group.sort(key=lambda job: job.batch.agent_id)
                 now = self._clock.now()
-                if self._executor is None:
-                    outcomes = self._write_group(group, now)
-                else:
-                    outcomes = await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._write_group, group, now
-                    )
+                outcomes = await self._write_group_off_the_loop(group, now)
                 for job, outcome in zip(group, outcomes, strict=True):
                     if job.future.done():
                         continue
-                    if isinstance(outcome, BaseException):
+                    if outcome == LOCKED:
+                        self._divert(job)
+                    elif isinstance(outcome, BaseException):
                         job.future.set_exception(outcome)
                     else:
-                        job.future.set_result(outcome)
+                        job.future.set_result(outcome)  # type: ignore[arg-type]
                 group = []
         finally:
             # Whatever stopped the drain (cancellation at shutdown, a closed
@@ -193,17 +225,76 @@ class _Lane:
             if group or self._pending:
                 self._pending = []
 
-    def _write_group(
-        self, group: list[_Job], now: dt.datetime
-    ) -> list[bool | BaseException | None]:
+    async def _write_group_off_the_loop(self, group: list[_Job], now: dt.datetime) -> list[_Result]:
+        """PostgreSQL: on the lane's thread. SQLite: on the loop if its write
+        lock is free now, else on the database's writer thread."""
+        if self._executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._write_group, group, now
+            )
         try:
-            with self._db.transaction(self._connection()) as conn:
-                results: list[bool | BaseException | None] = list(self._write(conn, group, now))
+            done, results = self._db.try_inline_write(
+                lambda conn: list(self._write(conn, group, now))
+            )
         except Exception:
+            done, results = False, None  # a bad batch: the writer thread sorts it out
+        if done:
+            assert results is not None
+            self._remember(group, results)
+            return results  # type: ignore[return-value]
+        return await self._db.offload(self._write_group, group, now)
+
+    def _write_group(self, group: list[_Job], now: dt.datetime) -> list[_Result]:
+        """The group in one transaction; if it fails, each batch in its own
+        (one bad batch or a restarted database must not fail the others) —
+        unless it gave up waiting for a lock: then so does every batch (each
+        alone would only wait again)."""
+        try:
+            # SQLite (the writer thread): a pooled connection, whose lock
+            # wait counts from the call (Database.offload); PostgreSQL: the
+            # lane's own.
+            with (
+                self._db.transaction(self._connection())
+                if self._db.is_postgres
+                else self._db.write()
+            ) as conn:
+                results: list[_Result] = list(self._write(conn, group, now))
+        except Exception as err:
+            if database_busy(err):
+                return [err] * len(group)
             self._drop_if_broken()
             return [self._write_alone(job, now) for job in group]
         self._remember(group, results)
         return results
+
+    def _divert(self, job: _Job) -> None:
+        """Writes the job on its own on the database's writer threads, where
+        it may wait for its agent's row; the agent's later batches follow it
+        there (counted in ``_diverted``) so its batches keep their order."""
+        agent_id = job.batch.agent_id
+        self._diverted[agent_id] = self._diverted.get(agent_id, 0) + 1
+
+        async def write() -> None:
+            result: _Result = Unavailable("agentplane could not store the logs; send them again.")
+            try:
+                result = await self._db.offload(
+                    self._write_alone, job, self._clock.now(), wait=True, key=agent_id
+                )
+            finally:
+                left = self._diverted[agent_id] - 1
+                if left:
+                    self._diverted[agent_id] = left
+                else:
+                    del self._diverted[agent_id]
+                if not job.future.done():
+                    if isinstance(result, BaseException):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)  # type: ignore[arg-type]
+
+        task = asyncio.get_running_loop().create_task(write(), name="log-writer-diverted")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _drop_if_broken(self) -> None:
         conn = self._conn
@@ -212,16 +303,25 @@ class _Lane:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _write_alone(self, job: _Job, now: dt.datetime) -> bool | BaseException | None:
+    def _write_alone(self, job: _Job, now: dt.datetime, *, wait: bool = False) -> _Result:
+        """One batch in its own transaction on a pooled connection; ``wait``:
+        for its agent's row too (up to the lock timeout), instead of LOCKED."""
         try:
             with self._db.write() as conn:
-                (result,) = self._write(conn, [job], now)
+                (result,) = self._write(conn, [job], now, skip_locked=not wait)
         except Exception as err:
             return err
         self._remember([job], [result])
         return result
 
-    def _write(self, conn: sa.Connection, jobs: list[_Job], now: dt.datetime) -> list[bool | None]:
+    def _write(
+        self,
+        conn: sa.Connection,
+        jobs: list[_Job],
+        now: dt.datetime,
+        *,
+        skip_locked: bool = True,
+    ) -> list[Outcome]:
         return write_batches(
             self._db,
             conn,
@@ -229,9 +329,10 @@ class _Lane:
             now=now,
             limit_bytes=self._limit,
             source_known=lambda batch: (batch.agent_id, batch.source_id) in self._known,
+            skip_locked=skip_locked and self._db.is_postgres,
         )
 
-    def _remember(self, group: list[_Job], results: list[bool | BaseException | None]) -> None:
+    def _remember(self, group: list[_Job], results: list[_Result]) -> None:
         if len(self._known) > _MAX_KNOWN_SOURCES:
             self._known.clear()
         for job, result in zip(group, results, strict=True):

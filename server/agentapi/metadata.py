@@ -33,25 +33,31 @@ MAX_ERROR_BYTES = MAX_VALUE_BYTES
 
 @dataclasses.dataclass(frozen=True)
 class MetadataReport:
+    """One collected value of one of an agent's keys."""
+
     agent_id: uuid.UUID
     collected_at: dt.datetime
-    values: tuple[MetadataValue, ...]
+    value: MetadataValue
+
+
+def _report_key(report: MetadataReport) -> tuple[uuid.UUID, str]:
+    return report.agent_id, report.value.key
 
 
 class MetadataWriter(WriteBehind[MetadataReport]):
+    """Buffers values by (agent, key): a newer value of a key replaces one
+    still waiting, as Coder's metadata batcher keeps only the newest."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
-        super().__init__("agent metadata", self._write_reports)
+        super().__init__(
+            "agent metadata", self._write_reports, key=_report_key, run_off_loop=db.offload
+        )
 
     def _write_reports(self, reports: Sequence[MetadataReport]) -> None:
-        # Newest value per (agent, key); reports arrive in order.
-        latest: dict[tuple[uuid.UUID, str], tuple[dt.datetime, MetadataValue]] = {}
-        for report in reports:
-            for value in report.values:
-                latest[(report.agent_id, value.key)] = (report.collected_at, value)
         by_report: dict[tuple[uuid.UUID, dt.datetime], list[MetadataValue]] = {}
-        for (agent_id, _key), (at, value) in latest.items():
-            by_report.setdefault((agent_id, at), []).append(value)
+        for report in reports:
+            by_report.setdefault((report.agent_id, report.collected_at), []).append(report.value)
         with self._db.engine.begin() as conn:
             for (agent_id, at), values in by_report.items():
                 update_metadata_values(conn, agent_id=agent_id, values=values, collected_at=at)
@@ -88,12 +94,8 @@ def batch_update_metadata(
         if len(error_bytes) > MAX_ERROR_BYTES:
             message = f"error of {len(error_bytes)} bytes exceeded {MAX_ERROR_BYTES} bytes"
         values.append(MetadataValue(key=item.key, value=value, error=message))
-    if values:
-        writer.add(
-            MetadataReport(
-                agent_id=caller.agent.id, collected_at=collected_at, values=tuple(values)
-            )
-        )
+    for value in values:
+        writer.add(MetadataReport(agent_id=caller.agent.id, collected_at=collected_at, value=value))
     if over_cap:
         raise LimitExceeded(
             f"metadata keys of {all_keys} bytes exceeded {MAX_ALL_KEYS_BYTES} bytes"

@@ -12,12 +12,12 @@ are not implemented.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from coder.agent.v2 import agent_pb2
 
 from server.clock import Clock
+from server.prototime import from_timestamp
 from server.storage import resourcemonitors
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
@@ -55,7 +55,7 @@ def push_usage(
     points: list[dict[str, Any]] = []
     for d in request.datapoints:
         point: dict[str, Any] = {
-            "collected_at": d.collected_at.ToDatetime(tzinfo=dt.UTC),
+            "collected_at": from_timestamp(d.collected_at, "datapoints.collected_at"),
             "memory_used": d.memory.used if d.HasField("memory") else None,
             "memory_total": d.memory.total if d.HasField("memory") else None,
             "volumes": [{"volume": v.volume, "used": v.used, "total": v.total} for v in d.volumes],

@@ -7,13 +7,12 @@ calling agent's own. A repeated report of the same run is accepted once.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from coder.agent.v2 import agent_pb2
 
 from server.agentapi.gotext import quote, uuid_from_bytes
 from server.clock import Clock
 from server.errors import InvalidArgument, NotFound
+from server.prototime import from_timestamp
 from server.storage import scripttimings
 from server.storage.agents import AgentInWorkspace
 from server.storage.db import Database
@@ -48,8 +47,8 @@ def script_completed(
             "insert workspace agent script timings into database: "
             f"unknown stage {timing.stage} or status {timing.status}"
         )
-    started_at = timing.start.ToDatetime(tzinfo=dt.UTC)
-    ended_at = timing.end.ToDatetime(tzinfo=dt.UTC)
+    started_at = from_timestamp(timing.start, "timing.start")
+    ended_at = from_timestamp(timing.end, "timing.end")
     with db.engine.begin() as conn:
         if not scripttimings.is_script_of_agent(
             conn, script_id=script_id, agent_id=caller.agent.id

@@ -57,19 +57,19 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self._report_interval = dt.timedelta(seconds=settings.agent_stats_report_interval_seconds)
 
     async def GetManifest(self, request: agent_pb2.GetManifestRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return get_manifest(self._db, self._settings, self._derp, caller=caller)
 
     async def BatchCreateLogs(self, request: agent_pb2.BatchCreateLogsRequest, context: Any) -> Any:
         if not request.logs:
             # Coder answers an empty batch with success, before anything else;
             # an overflowed agent still learns that it is over the limit.
-            caller = self._auth.agent(context)
+            caller = await self._auth.agent(context)
             return agent_pb2.BatchCreateLogsResponse(
                 log_limit_exceeded=bool(caller.agent.logs_overflowed)
             )
         # The hottest call: the token is checked by the write itself.
-        caller, token_hash = self._auth.agent_for_write(context)
+        caller, token_hash = await self._auth.agent_for_write(context)
         outputs, levels, size = prepare_batch(request.logs)
         exceeded = await self.log_writer.submit(
             NewBatch(
@@ -82,34 +82,48 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             )
         )
         if exceeded is None:
-            raise self._auth.agent_token_refused(token_hash)
+            raise await self._auth.agent_token_refused(token_hash)
         return agent_pb2.BatchCreateLogsResponse(log_limit_exceeded=exceeded)
 
     # -- agent status (lifecycle, startup, metadata, stats, apps, scripts, ...) --
     # Every RPC resolves its caller first; the authenticator also records the
-    # contact for the agent's connection status.
+    # contact for the agent's connection status. Concerns that write run on
+    # the database's writer threads (Database.offload), one call per agent at
+    # a time: a write that waits on a lock never holds the event loop.
 
     async def UpdateLifecycle(self, request: agent_pb2.UpdateLifecycleRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
-        return lifecycle.update_lifecycle(self._db, self._clock, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            lifecycle.update_lifecycle,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
+        )
 
     async def UpdateStartup(self, request: agent_pb2.UpdateStartupRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         api_version = self._auth.api_version(context, newest=startup.AGENT_API_VERSION)
-        return startup.update_startup(
-            self._db, caller=caller, request=request, api_version=api_version
+        return await self._db.offload(
+            startup.update_startup,
+            self._db,
+            caller=caller,
+            request=request,
+            api_version=api_version,
+            key=caller.agent.id,
         )
 
     async def BatchUpdateMetadata(
         self, request: agent_pb2.BatchUpdateMetadataRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return metadata.batch_update_metadata(
             self._metadata_writer, self._clock, caller=caller, request=request
         )
 
     async def UpdateStats(self, request: agent_pb2.UpdateStatsRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return stats.update_stats(
             self._stats_writer,
             self._clock,
@@ -121,49 +135,75 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def BatchUpdateAppHealths(
         self, request: agent_pb2.BatchUpdateAppHealthRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
-        return apps.batch_update_app_healths(self._db, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await apps.batch_update_app_healths(self._db, caller=caller, request=request)
 
     async def UpdateAppStatus(self, request: agent_pb2.UpdateAppStatusRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
-        return apps.update_app_status(self._db, self._clock, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            apps.update_app_status,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
+        )
 
     async def ScriptCompleted(
         self, request: agent_pb2.WorkspaceAgentScriptCompletedRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
-        return scripts.script_completed(self._db, self._clock, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            scripts.script_completed,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
+        )
 
     async def GetAnnouncementBanners(
         self, request: agent_pb2.GetAnnouncementBannersRequest, context: Any
     ) -> Any:
-        self._auth.agent(context)
+        await self._auth.agent(context)
         return self._banners.announcement_banners()
 
     async def GetServiceBanner(
         self, request: agent_pb2.GetServiceBannerRequest, context: Any
     ) -> Any:
-        self._auth.agent(context)
+        await self._auth.agent(context)
         return self._banners.service_banner()
 
     async def ReportConnection(
         self, request: agent_pb2.ReportConnectionRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
-        return connections.report_connection(self._db, self._clock, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            connections.report_connection,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
+        )
 
     async def GetResourcesMonitoringConfiguration(
         self, request: agent_pb2.GetResourcesMonitoringConfigurationRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return resources_monitoring.get_configuration(self._db, caller=caller)
 
     async def PushResourcesMonitoringUsage(
         self, request: agent_pb2.PushResourcesMonitoringUsageRequest, context: Any
     ) -> Any:
-        caller = self._auth.agent(context)
-        return resources_monitoring.push_usage(
-            self._db, self._clock, caller=caller, request=request
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            resources_monitoring.push_usage,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
         )
 
 

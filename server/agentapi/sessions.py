@@ -10,9 +10,10 @@ is in contact, and set when its stream ends or it falls silent; plus
   already "connected here, refreshed within the last few seconds", so an
   agent's steady stream of calls costs a dict update, not a write per call.
 * ``hold(caller)`` — around a stream the agent keeps open (``me/reinit``,
-  the external-auth long-poll, the tailnet Coordinate stream). While
-  held the session is refreshed on a timer; when the last hold ends the
-  agent is disconnected at once.
+  the external-auth long-poll, the tailnet Coordinate stream, the agent's
+  tunnel, its ``me/rpc`` session). While held the session is refreshed on a
+  timer, in batches off the event loop; when the last hold ends the agent is
+  disconnected at once.
 * ``sweep()`` — the timer: refreshes held sessions and disconnects agents
   that have been silent for longer than the inactivity timeout.
 
@@ -26,10 +27,14 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
 
 from server.clock import Clock, as_utc
 from server.storage import agentstatus
@@ -71,6 +76,9 @@ class AgentSessions:
         self._lock = threading.Lock()
         self._sessions: dict[uuid.UUID, _Session] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # Writes running as tasks of their own (kept so they are not lost).
+        self._tasks: set[asyncio.Task[None]] = set()
+        # A batched refresh of held sessions is being written.
         self._refreshing = False
 
     @property
@@ -78,7 +86,7 @@ class AgentSessions:
         return self._refresh
 
     # -- contact ---------------------------------------------------------------
-    def touch(self, caller: AgentInWorkspace) -> None:
+    async def touch(self, caller: AgentInWorkspace) -> None:
         agent = caller.agent
         now = self._clock.now()
         with self._lock:
@@ -93,7 +101,8 @@ class AgentSessions:
             with self._lock:
                 session.confirmed = as_utc(agent.last_connected_at)  # type: ignore[attr-defined]
             return
-        self._write_connected(agent.id, now)
+        if await self._db.try_write(self._connected(agent.id, now), key=agent.id):
+            self._written(agent.id, now)
 
     def seen(self, agent_id: uuid.UUID) -> bool:
         """Contact from an agent whose row was not re-read for this call (it
@@ -132,11 +141,7 @@ class AgentSessions:
         *stream* ends the agent is disconnected at once (Coder's connection
         closing); a long-poll (``stream=False``) only counts as contact."""
         agent_id = caller.agent.id
-        with self._lock:
-            known = agent_id in self._sessions
-        if not known:
-            # The authenticator normally touched it already for this call.
-            self.touch(caller)
+        # The authenticator touched it already for this call.
         with self._lock:
             session = self._sessions.setdefault(agent_id, _Session(last_seen=self._clock.now()))
             session.holds += 1
@@ -174,59 +179,6 @@ class AgentSessions:
         for agent_id, last_seen in silent:
             self._disconnect(agent_id, seen_until=last_seen, now=now)
 
-    def _refresh_held(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
-        """Refreshes held sessions: in batches, and off the event loop when
-        there is one (thousands of agents hold tunnels: one write each on
-        the loop stalled every call for a second per sweep)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write_connected_many(agent_ids, now)
-            return
-        if self._refreshing:
-            return  # the previous sweep's batch is still being written
-        self._refreshing = True
-
-        def done(fut: asyncio.Future[None]) -> None:
-            self._refreshing = False
-            if not fut.cancelled() and fut.exception() is not None:
-                log.warning("refreshing held agent sessions failed", exc_info=fut.exception())
-
-        loop.run_in_executor(None, self._write_connected_many, agent_ids, now).add_done_callback(
-            done
-        )
-
-    def _write_connected_many(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
-        for start in range(0, len(agent_ids), REFRESH_BATCH):
-            batch = agent_ids[start : start + REFRESH_BATCH]
-            try:
-                # Autocommit: each row's update commits on its own, so no row
-                # lock is held while the next rows are written (a write on
-                # the event loop needing one of them would wait for them all).
-                with self._db.engine.connect() as conn:
-                    agentstatus.mark_connected_many(
-                        conn.execution_options(isolation_level="AUTOCOMMIT"),
-                        agent_ids=batch,
-                        replica_id=self.replica_id,
-                        now=now,
-                    )
-            except Exception:
-                # One agent's failed write (its row locked past the lock
-                # timeout, the database away) does not cost the others theirs.
-                for agent_id in batch:
-                    try:
-                        self._write_connected(agent_id, now)
-                    except Exception:
-                        log.warning(
-                            "could not refresh agent %s as connected", agent_id, exc_info=True
-                        )
-                continue
-            with self._lock:
-                for agent_id in batch:
-                    session = self._sessions.get(agent_id)
-                    if session is not None:
-                        session.last_written = session.confirmed = now
-
     def _ensure_timer(self) -> None:
         if self._timer is not None:
             return
@@ -247,6 +199,11 @@ class AgentSessions:
         if pending:
             self._ensure_timer()
 
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Waits (bounded) for the writes running as tasks (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     def active_count(self) -> int:
         with self._lock:
             return len(self._sessions)
@@ -264,9 +221,67 @@ class AgentSessions:
         return counts
 
     # -- writes ------------------------------------------------------------------
-    def _write_connected(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
-        with self._db.engine.begin() as conn:
-            agentstatus.mark_connected(conn, agent_id=agent_id, replica_id=self.replica_id, now=now)
+    def _refresh_held(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        """Refreshes held sessions in batches, on a writer thread when there
+        is a loop (thousands of agents hold tunnels: one write each on the
+        loop stalled every call for a second per sweep)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_connected_many(agent_ids, now)
+            return
+        if self._refreshing:
+            return  # the previous sweep's batch is still being written
+        self._refreshing = True
+
+        async def refresh() -> None:
+            try:
+                await self._db.offload(self._write_connected_many, agent_ids, now)
+            except Exception:
+                log.warning("refreshing held agent sessions failed", exc_info=True)
+            finally:
+                self._refreshing = False
+
+        task = loop.create_task(refresh())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _write_connected_many(self, agent_ids: list[uuid.UUID], now: dt.datetime) -> None:
+        for start in range(0, len(agent_ids), REFRESH_BATCH):
+            batch = agent_ids[start : start + REFRESH_BATCH]
+            try:
+                # Autocommit: each row's update commits on its own, so no row
+                # lock is held while the next rows are written.
+                with self._db.engine.connect() as conn:
+                    agentstatus.mark_connected_many(
+                        conn.execution_options(isolation_level="AUTOCOMMIT"),
+                        agent_ids=batch,
+                        replica_id=self.replica_id,
+                        now=now,
+                    )
+            except Exception:
+                # One agent's failed write (its row locked past the lock
+                # timeout, the database away) does not cost the others theirs.
+                for agent_id in batch:
+                    try:
+                        with self._db.write() as conn:
+                            self._connected(agent_id, now)(conn)
+                    except Exception:
+                        log.warning(
+                            "could not refresh agent %s as connected", agent_id, exc_info=True
+                        )
+                        continue
+                    self._written(agent_id, now)
+                continue
+            for agent_id in batch:
+                self._written(agent_id, now)
+
+    def _connected(self, agent_id: uuid.UUID, now: dt.datetime) -> Callable[[sa.Connection], None]:
+        return functools.partial(
+            agentstatus.mark_connected, agent_id=agent_id, replica_id=self.replica_id, now=now
+        )
+
+    def _written(self, agent_id: uuid.UUID, now: dt.datetime) -> None:
         with self._lock:
             session = self._sessions.get(agent_id)
             if session is not None:
@@ -275,29 +290,57 @@ class AgentSessions:
     def _disconnect(
         self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
     ) -> None:
-        """Records the disconnection; when that write fails, the agent is
-        tracked again as seen at `seen_until`, so a later sweep retries it
-        (its session is already gone: nothing else would)."""
-        try:
-            self._write_disconnected(agent_id, seen_until=seen_until, now=now)
-        except Exception:
+        """Records the disconnection; when that write cannot be done, the
+        agent is tracked again as seen at `seen_until`, so a later sweep
+        retries it (its session is already gone: nothing else would)."""
+
+        def retry_later() -> None:
             log.warning(
-                "could not record agent %s as disconnected; a later sweep retries",
-                agent_id,
-                exc_info=True,
+                "could not record agent %s as disconnected; a later sweep retries", agent_id
             )
             with self._lock:
                 self._sessions.setdefault(agent_id, _Session(last_seen=seen_until))
             self._ensure_timer()
 
-    def _write_disconnected(
-        self, agent_id: uuid.UUID, *, seen_until: dt.datetime, now: dt.datetime
+        write = functools.partial(
+            agentstatus.mark_disconnected,
+            agent_id=agent_id,
+            replica_id=self.replica_id,
+            seen_until=seen_until,
+            now=now,
+        )
+        self._in_background(write, agent_id, done=lambda: None, failed=retry_later)
+
+    def _in_background(
+        self,
+        write: Callable[[sa.Connection], Any],
+        agent_id: uuid.UUID,
+        *,
+        done: Callable[[], None],
+        failed: Callable[[], None],
     ) -> None:
-        with self._db.engine.begin() as conn:
-            agentstatus.mark_disconnected(
-                conn,
-                agent_id=agent_id,
-                replica_id=self.replica_id,
-                seen_until=seen_until,
-                now=now,
-            )
+        """On the loop: a task that tries the write without waiting for a
+        lock. Off any loop: the write, now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                with self._db.write() as conn:
+                    write(conn)
+            except Exception:
+                failed()
+            else:
+                done()
+            return
+
+        async def attempt() -> None:
+            try:
+                ok = await self._db.try_write(write, key=agent_id)
+            except Exception:
+                log.debug("agent session write failed", exc_info=True)
+                ok = False
+            (done if ok else failed)()
+
+        task = loop.create_task(attempt())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

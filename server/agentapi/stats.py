@@ -63,21 +63,50 @@ def _row(caller: AgentInWorkspace, stats: agent_pb2.Stats, now: dt.datetime) -> 
 @dataclasses.dataclass(frozen=True)
 class StatsReport:
     row: dict[str, Any]
-    # Set when the report shows use: the workspace it marks as used.
+    # Set when the report shows use: the workspace it marks as used, and when.
     used_workspace: uuid.UUID | None
+    used_at: dt.datetime | None = None
+
+
+# Traffic since the agent's previous report (the agent sends deltas): two
+# reports of one agent that wait together add up; everything else in a
+# report is a reading at its time, and the newer one stands.
+_DELTAS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")
+
+
+def _merge(old: StatsReport, new: StatsReport) -> StatsReport:
+    row = dict(new.row)
+    for name in _DELTAS:
+        row[name] = old.row[name] + new.row[name]
+    if new.used_workspace is not None:
+        return StatsReport(row, new.used_workspace, new.used_at)
+    return StatsReport(row, old.used_workspace, old.used_at)
+
+
+def _report_key(report: StatsReport) -> uuid.UUID:
+    return report.row["agent_id"]
 
 
 class StatsWriter(WriteBehind[StatsReport]):
+    """Buffers one report per agent: a report that waits behind another of
+    the same agent (the database away, or two in one second) is merged
+    into it, so the buffer's size is bounded by agents, not reports."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
-        super().__init__("agent stats", self._write_reports)
+        super().__init__(
+            "agent stats",
+            self._write_reports,
+            key=_report_key,
+            merge=_merge,
+            run_off_loop=db.offload,
+        )
 
     def _write_reports(self, reports: Sequence[StatsReport]) -> None:
         used: dict[uuid.UUID, dt.datetime] = {}
         for r in reports:
-            if r.used_workspace is not None:
-                at = r.row["created_at"]
-                used[r.used_workspace] = max(at, used.get(r.used_workspace, at))
+            if r.used_workspace is not None and r.used_at is not None:
+                used[r.used_workspace] = max(r.used_at, used.get(r.used_workspace, r.used_at))
         with self._db.engine.begin() as conn:
             stats_store.insert_stats(conn, rows=[r.row for r in reports])
             for workspace_id, at in used.items():
@@ -97,6 +126,13 @@ def update_stats(
     )
     if not request.HasField("stats"):
         return reply
+    now = clock.now()
     used = caller.workspace.id if session_total(request.stats) > 0 else None
-    writer.add(StatsReport(row=_row(caller, request.stats, clock.now()), used_workspace=used))
+    writer.add(
+        StatsReport(
+            row=_row(caller, request.stats, now),
+            used_workspace=used,
+            used_at=now if used is not None else None,
+        )
+    )
     return reply

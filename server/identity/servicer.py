@@ -39,8 +39,8 @@ class InstanceIdentityServicer(pb_grpc.InstanceIdentityServiceServicer):
         instance_id = login.verify_aws_identity(
             self._trust, self._clock, document=request.document, signature=request.signature
         )
-        token = login.login_instance(
-            self._db, instance_id=instance_id, agent_name=request.agent_name
+        token = await self._db.offload(
+            login.login_instance, self._db, instance_id=instance_id, agent_name=request.agent_name
         )
         return pb.AuthenticateAWSResponse(session_token=token)
 
@@ -66,8 +66,8 @@ class InstanceIdentityServicer(pb_grpc.InstanceIdentityServiceServicer):
             instance_id = login.verify_azure_identity(
                 self._trust, self._clock, signature=request.signature
             )
-        token = login.login_instance(
-            self._db, instance_id=instance_id, agent_name=request.agent_name
+        token = await self._db.offload(
+            login.login_instance, self._db, instance_id=instance_id, agent_name=request.agent_name
         )
         return pb.AuthenticateAzureResponse(session_token=token)
 
@@ -76,7 +76,7 @@ class InstanceIdentityServicer(pb_grpc.InstanceIdentityServiceServicer):
         instance_id = login.verify_google_identity(
             self._trust, self._clock, json_web_token=request.json_web_token
         )
-        token = login.login_instance(
-            self._db, instance_id=instance_id, agent_name=request.agent_name
+        token = await self._db.offload(
+            login.login_instance, self._db, instance_id=instance_id, agent_name=request.agent_name
         )
         return pb.AuthenticateGoogleResponse(session_token=token)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -160,15 +161,26 @@ class LogRetention:
         """SQLite: the core writes on its loop, so the purge does too, a small
         chunk at a time with a turn of the loop in between; no writer ever
         waits on SQLite's lock for it. (From a thread, writers polled the lock
-        past the short gaps between chunks: about 100 ms each, measured.)"""
+        past the short gaps between chunks: about 100 ms each, measured.) A
+        chunk that finds the lock taken elsewhere runs on the database's
+        writer thread instead (Database.run_write): the loop never waits."""
         assert self._retention is not None
+        with self._db.read() as conn:
+            agents = log_store.get_agents_with_logs_expired(conn, threshold=now - self._retention)
         deleted = 0
-        with purge_connection(self._db) as conn:
-            assert conn is not None
-            steps = purge_steps(conn, threshold=now - self._retention, chunk=SQLITE_ROWS_PER_STEP)
-            for count in steps:
+        for agent_id in agents:
+            while True:
+                count = await self._db.run_write(
+                    functools.partial(
+                        log_store.delete_oldest_workspace_agent_logs,
+                        agent_id=agent_id,
+                        limit=SQLITE_ROWS_PER_STEP,
+                    )
+                )
                 deleted += count
                 if self._halt.is_set():
-                    break
+                    return deleted
                 await asyncio.sleep(0)
+                if count < SQLITE_ROWS_PER_STEP:
+                    break
         return deleted

@@ -28,8 +28,15 @@ class LogsServicer(logs_pb2_grpc.LogsServiceServicer):
         self._follow_cache = FollowCache()
 
     async def PostLogSource(self, request: logs_pb2.PostLogSourceRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
-        return post_log_source(self._db, self._clock, caller=caller, request=request)
+        caller = await self._auth.agent(context)
+        return await self._db.offload(
+            post_log_source,
+            self._db,
+            self._clock,
+            caller=caller,
+            request=request,
+            key=caller.agent.id,
+        )
 
     async def ListWorkspaceAgentLogs(
         self, request: logs_pb2.ListWorkspaceAgentLogsRequest, context: Any

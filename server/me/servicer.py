@@ -43,17 +43,17 @@ class MeServicer(me_pb2_grpc.MeServiceServicer):
         self._wakeups = wakeups
 
     async def WhoAmI(self, request: me_pb2.WhoAmIRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return me_pb2.WhoAmIResponse(
             agent_id=str(caller.agent.id), workspace_id=str(caller.workspace.id)
         )
 
     async def GetGitSSHKey(self, request: me_pb2.GetGitSSHKeyRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         return get_git_ssh_key(self._db, caller=caller)
 
     async def GetExternalAuth(self, request: me_pb2.GetExternalAuthRequest, context: Any) -> Any:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         with (
             self._sessions.hold(caller, stream=False)
             if request.listen
@@ -72,19 +72,19 @@ class MeServicer(me_pb2_grpc.MeServiceServicer):
     async def HoldConnection(
         self, request: me_pb2.HoldConnectionRequest, context: Any
     ) -> AsyncIterator[me_pb2.HoldConnectionResponse]:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         with self._sessions.hold(caller):
             yield me_pb2.HoldConnectionResponse()
             while True:
                 await asyncio.sleep(self._settings.sse_keepalive_seconds)
                 # Coder's monitor ends a session whose build is outdated.
-                self._auth.agent(context)
+                await self._auth.agent(context)
                 yield me_pb2.HoldConnectionResponse()
 
     async def WatchReinit(
         self, request: me_pb2.WatchReinitRequest, context: Any
     ) -> AsyncIterator[me_pb2.WatchReinitResponse]:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         with self._sessions.hold(caller):
             async for item in watch_reinit(
                 self._db,

@@ -9,10 +9,12 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_pg
+from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlmodel import Field, SQLModel
 
 from server.storage.agents import WorkspaceAgent
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column, text_column
 from server.storage.workspaces import (
     Workspace,
     WorkspaceBuild,
@@ -37,9 +39,9 @@ class WorkspaceAgentTokenRejection(SQLModel, table=True):
         foreign_key="workspace_agents.id", primary_key=True, ondelete="CASCADE"
     )
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", ondelete="CASCADE")
-    agent_name: str = Field(max_length=64)
+    agent_name: str = string_column(64)
     build_number: int
-    reason: str = Field(sa_type=sa.Text)
+    reason: str = text_column()
     rejected_at: dt.datetime = required_timestamp()
     attempts: int = Field(default=1, sa_type=sa.BigInteger)
 
@@ -68,21 +70,14 @@ _ANY_BY_TOKEN = (
     )
     .where(_AGENTS.c.auth_token_hash == sa.bindparam("token_hash"))
 )
-_BUMP = (
-    sa.update(_REJECTIONS)
-    .where(_REJECTIONS.c.agent_id == sa.bindparam("b_agent_id"))
-    .values(
-        reason=sa.bindparam("b_reason"),
-        rejected_at=sa.bindparam("now"),
-        attempts=_REJECTIONS.c.attempts + 1,
-    )
-)
 _NEWEST_FOR_NAME = (
     sa.select(_REJECTIONS)
     .where(
         _REJECTIONS.c.workspace_id == sa.bindparam("workspace_id"),
         _REJECTIONS.c.agent_name == sa.bindparam("agent_name"),
         _REJECTIONS.c.rejected_at >= sa.bindparam("since"),
+        # A newer build's token says nothing about this agent.
+        _REJECTIONS.c.build_number <= sa.bindparam("max_build"),
     )
     .order_by(_REJECTIONS.c.rejected_at.desc())
     .limit(1)
@@ -104,34 +99,53 @@ def record_rejection(
     build_number: int,
     reason: str,
     now: dt.datetime,
+    attempts: int = 1,
 ) -> None:
-    params = {"b_agent_id": agent_id, "b_reason": reason, "now": now}
-    if conn.execute(_BUMP, params).rowcount:
-        return
-    try:
-        with conn.begin_nested():
-            conn.execute(
-                _REJECTIONS.insert(),
-                {
-                    "agent_id": agent_id,
-                    "workspace_id": workspace_id,
-                    "agent_name": agent_name,
-                    "build_number": build_number,
-                    "reason": reason,
-                    "rejected_at": now,
-                    "attempts": 1,
-                },
-            )
-    except sa.exc.IntegrityError:
-        conn.execute(_BUMP, params)
+    """Adds ``attempts`` refusals of the agent's token, the newest at ``now``
+    (one statement: an upsert on the agent's row)."""
+    insert = (sa_sqlite.insert if conn.dialect.name == "sqlite" else sa_pg.insert)(_REJECTIONS)
+    statement = insert.values(
+        agent_id=agent_id,
+        workspace_id=workspace_id,
+        agent_name=agent_name,
+        build_number=build_number,
+        reason=reason,
+        rejected_at=now,
+        attempts=attempts,
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[_REJECTIONS.c.agent_id],
+            set_={
+                "reason": statement.excluded.reason,
+                "rejected_at": sa.func.greatest(
+                    _REJECTIONS.c.rejected_at, statement.excluded.rejected_at
+                )
+                if conn.dialect.name == "postgresql"
+                else sa.func.max(_REJECTIONS.c.rejected_at, statement.excluded.rejected_at),
+                "attempts": _REJECTIONS.c.attempts + statement.excluded.attempts,
+            },
+        )
+    )
 
 
 def newest_rejection_for_agent_name(
-    conn: sa.Connection, *, workspace_id: uuid.UUID, agent_name: str, since: dt.datetime
+    conn: sa.Connection,
+    *,
+    workspace_id: uuid.UUID,
+    agent_name: str,
+    since: dt.datetime,
+    max_build: int,
 ) -> Any:
     """The newest refusal, at or after ``since``, of a token of any agent of
-    this name in the workspace (this build's or an older one's)."""
+    this name in the workspace, of build ``max_build`` (the agent's own) or
+    an older one."""
     return conn.execute(
         _NEWEST_FOR_NAME,
-        {"workspace_id": workspace_id, "agent_name": agent_name, "since": since},
+        {
+            "workspace_id": workspace_id,
+            "agent_name": agent_name,
+            "since": since,
+            "max_build": max_build,
+        },
     ).first()

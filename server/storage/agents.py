@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
 
 from server.storage.prepared import Prepared
-from server.storage.types import json_column, new_id, required_timestamp, utc_timestamp
+from server.storage.types import (
+    json_column,
+    new_id,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 from server.storage.users import User
 from server.storage.workspaces import (
     Workspace,
@@ -46,7 +53,7 @@ class WorkspaceAgent(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     created_at: dt.datetime = required_timestamp()
     updated_at: dt.datetime = required_timestamp()
-    name: str = Field(max_length=64)
+    name: str = string_column(64)
     resource_id: uuid.UUID = Field(
         foreign_key="workspace_resources.id", index=True, ondelete="CASCADE"
     )
@@ -54,28 +61,28 @@ class WorkspaceAgent(SQLModel, table=True):
     parent_id: uuid.UUID | None = Field(
         default=None, foreign_key="workspace_agents.id", index=True, ondelete="CASCADE"
     )
-    auth_kind: str = Field(default=AUTH_TOKEN, max_length=32)
+    auth_kind: str = string_column(32, default=AUTH_TOKEN)
     # sha256 hex of the agent token; the token itself is never stored.
-    auth_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
-    auth_instance_id: str | None = Field(default=None, max_length=255, index=True)
-    architecture: str = Field(default="", max_length=64)
-    operating_system: str = Field(default="", max_length=64)
+    auth_token_hash: str | None = string_column(64, default=None, unique=True, index=True)
+    auth_instance_id: str | None = string_column(255, default=None, index=True)
+    architecture: str = string_column(64, default="")
+    operating_system: str = string_column(64, default="")
     environment_variables: dict[str, str] = json_column(dict)
-    directory: str = Field(default="", sa_type=sa.Text)
-    expanded_directory: str = Field(default="", sa_type=sa.Text)
-    version: str = Field(default="", max_length=128)
-    api_version: str = Field(default="", max_length=32)
+    directory: str = text_column(default="")
+    expanded_directory: str = text_column(default="")
+    version: str = string_column(128, default="")
+    api_version: str = string_column(32, default="")
     subsystems: list[str] = json_column(list)
     first_connected_at: dt.datetime | None = utc_timestamp()
     last_connected_at: dt.datetime | None = utc_timestamp()
     disconnected_at: dt.datetime | None = utc_timestamp()
     last_connected_replica_id: uuid.UUID | None = Field(default=None)
     connection_timeout_seconds: int = Field(default=120)
-    troubleshooting_url: str = Field(default="", sa_type=sa.Text)
-    motd_file: str = Field(default="", sa_type=sa.Text)
+    troubleshooting_url: str = text_column(default="")
+    motd_file: str = text_column(default="")
     display_apps: list[str] = json_column(list)
     display_order: int = Field(default=0)
-    lifecycle_state: str = Field(default="created", max_length=32)
+    lifecycle_state: str = string_column(32, default="created")
     started_at: dt.datetime | None = utc_timestamp()
     ready_at: dt.datetime | None = utc_timestamp()
     logs_length: int = Field(default=0)

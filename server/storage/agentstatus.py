@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from server.storage.agents import WorkspaceAgent
+from server.storage.types import NulFreeJSON
 from server.storage.workspaces import Workspace
 
 _AGENTS = WorkspaceAgent.__table__
@@ -56,7 +57,7 @@ _UPDATE_STARTUP = (
     .values(
         version=sa.bindparam("version"),
         expanded_directory=sa.bindparam("expanded_directory"),
-        subsystems=sa.bindparam("subsystems", type_=sa.JSON),
+        subsystems=sa.bindparam("subsystems", type_=NulFreeJSON),
         api_version=sa.bindparam("api_version"),
     )
 )

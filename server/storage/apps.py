@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import new_id, required_timestamp
+from server.storage.types import new_id, required_timestamp, string_column, text_column
 
 APP_HEALTHS = ("disabled", "initializing", "healthy", "unhealthy")
 SHARING_LEVELS = ("owner", "authenticated", "organization", "public")
@@ -23,24 +23,24 @@ class WorkspaceApp(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     created_at: dt.datetime = required_timestamp()
     agent_id: uuid.UUID = Field(foreign_key="workspace_agents.id", index=True, ondelete="CASCADE")
-    slug: str = Field(max_length=64)
-    display_name: str = Field(default="", max_length=64)
-    icon: str = Field(default="", sa_type=sa.Text)
-    command: str = Field(default="", sa_type=sa.Text)
-    url: str = Field(default="", sa_type=sa.Text)
+    slug: str = string_column(64)
+    display_name: str = string_column(64, default="")
+    icon: str = text_column(default="")
+    command: str = text_column(default="")
+    url: str = text_column(default="")
     external: bool = Field(default=False)
     subdomain: bool = Field(default=False)
-    healthcheck_url: str = Field(default="", sa_type=sa.Text)
+    healthcheck_url: str = text_column(default="")
     # Seconds, as Coder stores them.
     healthcheck_interval: int = Field(default=0)
     healthcheck_threshold: int = Field(default=0)
-    health: str = Field(default="disabled", max_length=16)
-    sharing_level: str = Field(default="owner", max_length=16)
+    health: str = string_column(16, default="disabled")
+    sharing_level: str = string_column(16, default="owner")
     display_order: int = Field(default=0)
     hidden: bool = Field(default=False)
-    open_in: str = Field(default="slim-window", max_length=16)
-    display_group: str = Field(default="", max_length=255)
-    tooltip: str = Field(default="", sa_type=sa.Text)
+    open_in: str = string_column(16, default="slim-window")
+    display_group: str = string_column(255, default="")
+    tooltip: str = text_column(default="")
 
 
 _APPS = WorkspaceApp.__table__

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from server.storage.apps import WorkspaceApp
-from server.storage.types import new_id, required_timestamp
+from server.storage.types import new_id, required_timestamp, string_column, text_column
 
 APP_STATUS_STATES = ("working", "idle", "complete", "failure")
 # GET {agent} shows each app's newest statuses; the history itself is kept
@@ -35,9 +35,9 @@ class WorkspaceAppStatus(SQLModel, table=True):
     agent_id: uuid.UUID = Field(foreign_key="workspace_agents.id", index=True, ondelete="CASCADE")
     app_id: uuid.UUID = Field(foreign_key="workspace_apps.id", ondelete="CASCADE")
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", ondelete="CASCADE")
-    state: str = Field(max_length=16)
-    message: str = Field(default="", sa_type=sa.Text)
-    uri: str = Field(default="", sa_type=sa.Text)
+    state: str = string_column(16)
+    message: str = text_column(default="")
+    uri: str = text_column(default="")
 
 
 _APPS = WorkspaceApp.__table__

@@ -12,7 +12,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import new_id, required_timestamp, utc_timestamp
+from server.storage.types import (
+    new_id,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 
 CONNECTION_TYPES = ("ssh", "vscode", "jetbrains", "reconnecting_pty", "port_forwarding")
 
@@ -27,16 +33,16 @@ class ConnectionLog(SQLModel, table=True):
     disconnect_time: dt.datetime | None = utc_timestamp()
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")
     workspace_owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
-    workspace_name: str = Field(max_length=64)
+    workspace_name: str = string_column(64)
     agent_id: uuid.UUID = Field(foreign_key="workspace_agents.id", ondelete="CASCADE")
-    agent_name: str = Field(max_length=64)
-    type: str = Field(max_length=32)
+    agent_name: str = string_column(64)
+    type: str = string_column(32)
     # The client application (API 2.13 `app_name`), empty when unknown.
-    app_name: str = Field(default="", sa_type=sa.Text)
-    ip: str | None = Field(default=None, max_length=64)
+    app_name: str = text_column(default="")
+    ip: str | None = string_column(64, default=None)
     # Set by the DISCONNECT report (the session's exit status).
     code: int | None = Field(default=None)
-    disconnect_reason: str | None = Field(default=None, sa_type=sa.Text)
+    disconnect_reason: str | None = text_column(default=None)
     connection_id: uuid.UUID
 
 

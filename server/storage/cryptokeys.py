@@ -10,7 +10,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import required_timestamp, utc_timestamp
+from server.storage.types import required_timestamp, string_column, utc_timestamp
 
 FEATURE_TAILNET_RESUME = "tailnet_resume"
 
@@ -18,7 +18,7 @@ FEATURE_TAILNET_RESUME = "tailnet_resume"
 class CryptoKey(SQLModel, table=True):
     __tablename__ = "crypto_keys"
 
-    feature: str = Field(primary_key=True, max_length=32)
+    feature: str = string_column(32, primary_key=True)
     sequence: int = Field(primary_key=True)
     secret: bytes = Field(sa_type=sa.LargeBinary)
     starts_at: dt.datetime = required_timestamp()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
 
 from server.storage.types import json_column, required_timestamp
@@ -22,9 +23,12 @@ class DERPMapConfig(SQLModel, table=True):
     updated_at: dt.datetime = required_timestamp()
 
 
-def get_derp_map(session: Session) -> dict[str, Any] | None:
-    row = session.get(DERPMapConfig, DERP_MAP_ROW_ID)
-    return row.derp_map if row else None
+_CONFIG = DERPMapConfig.__table__
+_GET = sa.select(_CONFIG.c.derp_map).where(_CONFIG.c.id == DERP_MAP_ROW_ID)
+
+
+def get_derp_map(conn: sa.Connection) -> dict[str, Any] | None:
+    return conn.execute(_GET).scalar()
 
 
 def upsert_derp_map(session: Session, *, derp_map: dict[str, Any], now: dt.datetime) -> None:

@@ -9,17 +9,23 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from server.storage.types import json_column, required_timestamp, utc_timestamp
+from server.storage.types import (
+    json_column,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 
 
 class ExternalAuthProvider(SQLModel, table=True):
     __tablename__ = "external_auth_providers"
 
-    id: str = Field(primary_key=True, max_length=255)
-    type: str = Field(max_length=64)
-    display_name: str = Field(default="", max_length=255)
+    id: str = string_column(255, primary_key=True)
+    type: str = string_column(64)
+    display_name: str = string_column(255, default="")
     # The URL pattern that selects this provider for `match=<url>` lookups.
-    regex: str = Field(default="", sa_type=sa.Text)
+    regex: str = text_column(default="")
     display_order: int = Field(default=0)
     created_at: dt.datetime = required_timestamp()
 
@@ -27,15 +33,12 @@ class ExternalAuthProvider(SQLModel, table=True):
 class ExternalAuthLink(SQLModel, table=True):
     __tablename__ = "external_auth_links"
 
-    provider_id: str = Field(
-        foreign_key="external_auth_providers.id",
-        primary_key=True,
-        max_length=255,
-        ondelete="CASCADE",
+    provider_id: str = string_column(
+        255, foreign_key="external_auth_providers.id", primary_key=True, ondelete="CASCADE"
     )
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
-    access_token: str = Field(sa_type=sa.Text)
-    refresh_token: str = Field(default="", sa_type=sa.Text)
+    access_token: str = text_column()
+    refresh_token: str = text_column(default="")
     token_extra: dict[str, Any] = json_column(dict)
     expires_at: dt.datetime | None = utc_timestamp()
     created_at: dt.datetime = required_timestamp()

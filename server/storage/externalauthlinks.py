@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.storage.externalauth import ExternalAuthLink, ExternalAuthProvider
+from server.storage.types import NulFreeJSON
 
 _PROVIDERS = ExternalAuthProvider.__table__
 _LINKS = ExternalAuthLink.__table__
@@ -30,7 +31,7 @@ _UPDATE_LINK = (
     .values(
         access_token=sa.bindparam("access_token"),
         refresh_token=sa.bindparam("refresh_token"),
-        token_extra=sa.bindparam("token_extra", type_=sa.JSON),
+        token_extra=sa.bindparam("token_extra", type_=NulFreeJSON),
         expires_at=sa.bindparam("expires_at"),
         updated_at=sa.bindparam("now"),
     )

@@ -24,7 +24,7 @@ from sqlmodel import Field, SQLModel
 
 from server.storage.agents import WorkspaceAgent, bump_revision, token_still_valid
 from server.storage.prepared import Prepared
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column, text_column, without_nul
 from server.storage.workspaces import (
     WorkspaceBuild,
     WorkspaceResource,
@@ -48,8 +48,8 @@ class WorkspaceAgentLogSource(SQLModel, table=True):
     )
     id: uuid.UUID = Field(primary_key=True)
     created_at: dt.datetime = required_timestamp()
-    display_name: str = Field(max_length=127)
-    icon: str = Field(default="", sa_type=sa.Text)
+    display_name: str = string_column(127)
+    icon: str = text_column(default="")
 
 
 class WorkspaceAgentLog(SQLModel, table=True):
@@ -64,8 +64,8 @@ class WorkspaceAgentLog(SQLModel, table=True):
     )
     agent_id: uuid.UUID = Field(foreign_key="workspace_agents.id", ondelete="CASCADE")
     created_at: dt.datetime = required_timestamp()
-    output: str = Field(max_length=MAX_LINE_CHARS)
-    level: str = Field(default="info", max_length=8)
+    output: str = string_column(MAX_LINE_CHARS)
+    level: str = string_column(8, default="info")
     log_source_id: uuid.UUID
 
 
@@ -100,14 +100,36 @@ _CLAIM_BUDGET_NOTIFY = _CLAIM_BUDGET.returning(
 # Both, also checking the caller's agent token in the same statement (a
 # write whose caller was authenticated from a recent lookup, not a read).
 _TOKEN_STILL_VALID = token_still_valid(sa.bindparam("token_hash"))
+# PostgreSQL: the claim takes the agent's row only if no other transaction
+# holds it (FOR UPDATE SKIP LOCKED), so a group commit never waits on one
+# agent's locked row while it holds the others' (see claim_batch).
+_AGENT_ROW = sa.alias(_AGENTS, "locked_agent")
+_ROW_FREE = _AGENTS.c.id == (
+    sa.select(_AGENT_ROW.c.id)
+    .where(_AGENT_ROW.c.id == sa.bindparam("agent_id"))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_LOCK_ROW_IF_FREE = (
+    sa.select(_AGENTS.c.id)
+    .where(_AGENTS.c.id == sa.bindparam("agent_id"))
+    .with_for_update(skip_locked=True)
+)
+
+
+def _claims(*, skip_locked: bool) -> dict[tuple[bool, bool], Prepared]:
+    row = (_ROW_FREE,) if skip_locked else ()
+    return {
+        (False, False): Prepared(_CLAIM_BUDGET.where(*row)),
+        (True, False): Prepared(_CLAIM_BUDGET_NOTIFY.where(*row)),
+        (False, True): Prepared(_CLAIM_BUDGET.where(_TOKEN_STILL_VALID, *row)),
+        (True, True): Prepared(_CLAIM_BUDGET_NOTIFY.where(_TOKEN_STILL_VALID, *row)),
+    }
+
+
 # Run on the driver (Prepared): SQLAlchemy's execution machinery took half
-# of the claim's time on PostgreSQL.
-_CLAIMS = {
-    (False, False): Prepared(_CLAIM_BUDGET),
-    (True, False): Prepared(_CLAIM_BUDGET_NOTIFY),
-    (False, True): Prepared(_CLAIM_BUDGET.where(_TOKEN_STILL_VALID)),
-    (True, True): Prepared(_CLAIM_BUDGET_NOTIFY.where(_TOKEN_STILL_VALID)),
-}
+# of the claim's time on PostgreSQL. Keyed by (skip_locked, notify, token).
+_CLAIMS = {skip: claims for skip in (False, True) for claims in [_claims(skip_locked=skip)]}
 _MARK_OVERFLOWED = (
     sa.update(_AGENTS)
     .where(_AGENTS.c.id == sa.bindparam("agent_id"), ~_AGENTS.c.logs_overflowed)
@@ -168,19 +190,28 @@ def claim_log_budget(
     limit: int,
     notify: tuple[str, str] | None = None,
     token_hash: str | None = None,
+    skip_locked: bool = False,
 ) -> bool:
     """Adds n bytes to the agent's log total if that stays within the limit
     and the agent has not overflowed; False (and nothing changed) otherwise.
     ``notify``: (channel, payload) of a PostgreSQL notification to queue in
     the same statement, only when the claim succeeds. ``token_hash``: also
-    False unless the agent's token is this one and still authenticates."""
+    False unless the agent's token is this one and still authenticates.
+    ``skip_locked`` (PostgreSQL): also False, without waiting, while another
+    transaction holds the agent's row (``lock_agent_if_free`` tells which)."""
     params: dict[str, Any] = {"agent_id": agent_id, "n": n, "limit": limit}
     if notify is not None:
         params["channel"], params["payload"] = notify
     if token_hash is not None:
         params["token_hash"] = token_hash
-    claim = _CLAIMS[notify is not None, token_hash is not None]
+    claim = _CLAIMS[skip_locked][notify is not None, token_hash is not None]
     return claim.first(conn, params) is not None
+
+
+def lock_agent_if_free(conn: sa.Connection, *, agent_id: uuid.UUID) -> bool:
+    """PostgreSQL: takes the agent's row for this transaction unless another
+    transaction holds it (then False, at once)."""
+    return conn.execute(_LOCK_ROW_IF_FREE, {"agent_id": agent_id}).first() is not None
 
 
 def mark_logs_overflowed(conn: sa.Connection, *, agent_id: uuid.UUID) -> bool:
@@ -203,13 +234,10 @@ class LogBatch:
     levels: Sequence[str]
 
 
-NUL_REPLACEMENT = "\u274c"
-
-
-def sanitize_output(output: str) -> str:
-    """Coder's rule for stored output: NUL becomes U+274C (PostgreSQL text
-    cannot hold it; SQLite stores the same, so both backends agree)."""
-    return output.replace("\x00", NUL_REPLACEMENT) if "\x00" in output else output
+# Coder's rule for stored output, which is the rule for all stored text
+# (storage/types.py). The bulk inserts below bypass bind processing, so the
+# batch applies it itself, before counting the bytes (Coder's accounting).
+sanitize_output = without_nul
 
 
 _LOG_COLUMNS = "workspace_agent_logs (agent_id, created_at, output, level, log_source_id)"

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import utc_timestamp
+from server.storage.types import string_column, text_column, utc_timestamp
 
 
 class WorkspaceAgentMetadatum(SQLModel, table=True):
@@ -18,15 +18,15 @@ class WorkspaceAgentMetadatum(SQLModel, table=True):
     workspace_agent_id: uuid.UUID = Field(
         foreign_key="workspace_agents.id", primary_key=True, ondelete="CASCADE"
     )
-    key: str = Field(primary_key=True, max_length=127)
-    display_name: str = Field(default="", max_length=127)
-    script: str = Field(default="", sa_type=sa.Text)
+    key: str = string_column(127, primary_key=True)
+    display_name: str = string_column(127, default="")
+    script: str = text_column(default="")
     # Seconds.
     interval: int = Field(default=0)
     timeout: int = Field(default=0)
     display_order: int = Field(default=0)
-    value: str = Field(default="", sa_type=sa.Text)
-    error: str = Field(default="", sa_type=sa.Text)
+    value: str = text_column(default="")
+    error: str = text_column(default="")
     collected_at: dt.datetime | None = utc_timestamp()
 
 

@@ -141,6 +141,7 @@ class Prepared:
                 args,
                 err,
                 dialect.loaded_dbapi.Error,
+                hide_parameters=conn.engine.hide_parameters,
                 connection_invalidated=disconnect,
                 dialect=dialect,
             ) from err

@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column
+from server.storage.workspaces import WorkspaceBuild
 
 REASON_PREBUILD_CLAIMED = "prebuild_claimed"
 
@@ -30,7 +31,7 @@ class WorkspaceReinitEvent(SQLModel, table=True):
     )
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
-    reason: str = Field(default=REASON_PREBUILD_CLAIMED, max_length=32)
+    reason: str = string_column(32, default=REASON_PREBUILD_CLAIMED)
     # The workspace's latest build when the request was made: agents of that
     # build (or newer) have not reinitialized since.
     build_number: int
@@ -51,6 +52,21 @@ _AFTER = (
 _LAST_ID = sa.select(sa.func.coalesce(sa.func.max(_EVENTS.c.id), 0)).where(
     _EVENTS.c.workspace_id == sa.bindparam("workspace_id")
 )
+
+
+_BUILDS = WorkspaceBuild.__table__
+_FIRST_INITIATOR = (
+    sa.select(_BUILDS.c.initiator_id)
+    .where(_BUILDS.c.workspace_id == sa.bindparam("workspace_id"))
+    .order_by(_BUILDS.c.build_number)
+    .limit(1)
+)
+
+
+def first_build_initiator(conn: sa.Connection, *, workspace_id: uuid.UUID) -> uuid.UUID | None:
+    """Who started the workspace's first build (the prebuilds user for a
+    prebuilt workspace, claimed or not)."""
+    return conn.execute(_FIRST_INITIATOR, {"workspace_id": workspace_id}).scalar()
 
 
 def insert_reinit_event(

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column
 
 
 class Replica(SQLModel, table=True):
@@ -29,8 +29,8 @@ class Replica(SQLModel, table=True):
 
     id: uuid.UUID = Field(primary_key=True)
     # host:port of this process's gRPC server as other replicas reach it.
-    address: str = Field(max_length=255)
-    hostname: str = Field(default="", max_length=255)
+    address: str = string_column(255)
+    hostname: str = string_column(255, default="")
     pid: int = Field(default=0)
     started_at: dt.datetime = required_timestamp()
     heartbeat_at: dt.datetime = required_timestamp()

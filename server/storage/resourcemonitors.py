@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from server.clock import as_utc
-from server.storage.types import json_column, required_timestamp
+from server.storage.types import json_column, required_timestamp, string_column
 
 # Datapoints older than this are dropped as new ones arrive: the table holds
 # a recent window per agent, not a history.
@@ -38,7 +38,7 @@ class WorkspaceAgentVolumeResourceMonitor(SQLModel, table=True):
     agent_id: uuid.UUID = Field(
         foreign_key="workspace_agents.id", primary_key=True, ondelete="CASCADE"
     )
-    path: str = Field(primary_key=True, max_length=1024)
+    path: str = string_column(1024, primary_key=True)
     enabled: bool = Field(default=True)
     threshold: int = Field(default=0)
     created_at: dt.datetime = required_timestamp()

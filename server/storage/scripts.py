@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import new_id, required_timestamp
+from server.storage.types import new_id, required_timestamp, string_column, text_column
 
 
 class WorkspaceAgentScript(SQLModel, table=True):
@@ -20,14 +20,14 @@ class WorkspaceAgentScript(SQLModel, table=True):
         foreign_key="workspace_agents.id", index=True, ondelete="CASCADE"
     )
     log_source_id: uuid.UUID
-    log_path: str = Field(default="", sa_type=sa.Text)
-    script: str = Field(default="", sa_type=sa.Text)
-    cron: str = Field(default="", max_length=255)
+    log_path: str = text_column(default="")
+    script: str = text_column(default="")
+    cron: str = string_column(255, default="")
     start_blocks_login: bool = Field(default=False)
     run_on_start: bool = Field(default=False)
     run_on_stop: bool = Field(default=False)
     timeout_seconds: int = Field(default=0)
-    display_name: str = Field(default="", max_length=127)
+    display_name: str = string_column(127, default="")
     created_at: dt.datetime = required_timestamp()
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from server.storage.scripts import WorkspaceAgentScript
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column
 
 STAGES = ("start", "stop", "cron")
 STATUSES = ("ok", "exit_failure", "timed_out", "pipes_left_open")
@@ -28,8 +28,8 @@ class WorkspaceAgentScriptTiming(SQLModel, table=True):
     started_at: dt.datetime = Field(sa_type=sa.DateTime(timezone=True), primary_key=True)
     ended_at: dt.datetime = required_timestamp()
     exit_code: int = Field(default=0)
-    stage: str = Field(max_length=8)
-    status: str = Field(max_length=16)
+    stage: str = string_column(8)
+    status: str = string_column(16)
     created_at: dt.datetime = required_timestamp()
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql as sa_pg
 from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlmodel import Field, SQLModel
 
-from server.storage.types import required_timestamp
+from server.storage.types import required_timestamp, string_column
 
 STATUS_OK = "ok"
 STATUS_LOST = "lost"
@@ -42,8 +42,8 @@ class TailnetPeer(SQLModel, table=True):
     )
     # coder.tailnet.v2.Node, serialized.
     node: bytes = Field(sa_type=sa.LargeBinary)
-    status: str = Field(default=STATUS_OK, max_length=8)
-    reason: str = Field(default="", max_length=64)
+    status: str = string_column(8, default=STATUS_OK)
+    reason: str = string_column(64, default="")
     updated_at: dt.datetime = required_timestamp()
 
 

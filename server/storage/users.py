@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from server.storage.prepared import Prepared
-from server.storage.types import new_id, required_timestamp, utc_timestamp
+from server.storage.types import (
+    new_id,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 
 ROLE_MEMBER = "member"
 ROLE_OWNER = "owner"
@@ -26,9 +32,9 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    username: str = Field(max_length=64, unique=True, index=True)
-    email: str = Field(default="", max_length=255)
-    role: str = Field(default=ROLE_MEMBER, max_length=16)
+    username: str = string_column(64, unique=True, index=True)
+    email: str = string_column(255, default="")
+    role: str = string_column(16, default=ROLE_MEMBER)
     created_at: dt.datetime = required_timestamp()
     updated_at: dt.datetime = required_timestamp()
 
@@ -36,7 +42,7 @@ class User(SQLModel, table=True):
 class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
 
-    id: str = Field(primary_key=True, max_length=10)
+    id: str = string_column(10, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True, ondelete="CASCADE")
     hashed_secret: bytes = Field(sa_type=sa.LargeBinary)
     created_at: dt.datetime = required_timestamp()
@@ -48,8 +54,8 @@ class GitSSHKey(SQLModel, table=True):
     __tablename__ = "gitsshkeys"
 
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE")
-    private_key: str = Field(sa_type=sa.Text)
-    public_key: str = Field(sa_type=sa.Text)
+    private_key: str = text_column()
+    public_key: str = text_column()
     created_at: dt.datetime = required_timestamp()
     updated_at: dt.datetime = required_timestamp()
 

@@ -8,18 +8,40 @@ import uuid
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from server.storage.types import new_id, required_timestamp, utc_timestamp
+from server.storage.types import (
+    new_id,
+    required_timestamp,
+    string_column,
+    text_column,
+    utc_timestamp,
+)
 
 TRANSITIONS = ("start", "stop", "delete")
+
+# Coder's prebuilds system user (codersdk.PrebuildsSystemUserID): it owns
+# prebuilt workspaces and initiates their builds until a user claims one.
+PREBUILDS_USER_ID = uuid.UUID("c42fdf75-3097-471c-8c33-fb52454d81c0")
+PREBUILDS_USERNAME = "prebuilds"
 
 
 class Workspace(SQLModel, table=True):
     __tablename__ = "workspaces"
-    __table_args__ = (sa.UniqueConstraint("owner_id", "name"),)
+    __table_args__ = (
+        # A name is taken while its workspace lives; a deleted workspace's
+        # name can be used again (as in Coder, whose index has the same WHERE).
+        sa.Index(
+            "uq_workspaces_owner_id_name_live",
+            "owner_id",
+            "name",
+            unique=True,
+            postgresql_where=sa.text("NOT deleted"),
+            sqlite_where=sa.text("NOT deleted"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", index=True)
-    name: str = Field(max_length=64)
+    name: str = string_column(64)
     deleted: bool = Field(default=False)
     created_at: dt.datetime = required_timestamp()
     updated_at: dt.datetime = required_timestamp()
@@ -34,12 +56,18 @@ class WorkspaceBuild(SQLModel, table=True):
     workspace_id: uuid.UUID = Field(foreign_key="workspaces.id", index=True, ondelete="CASCADE")
     build_number: int
     # start | stop | delete
-    transition: str = Field(max_length=16)
+    transition: str = string_column(16)
     # Provisioning is synchronous here, so a stored build's job has succeeded;
     # the column keeps Coder's pending/running states expressible.
-    job_status: str = Field(default="succeeded", max_length=16)
-    spec_json: str = Field(sa_type=sa.Text)
+    job_status: str = string_column(16, default="succeeded")
+    spec_json: str = text_column()
     created_at: dt.datetime = required_timestamp()
+    # Who started the build (Coder's initiator_id): the owner, or the
+    # prebuilds user for a prebuild's builds; None only for builds made
+    # before agentplane recorded it.
+    initiator_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    # The build that handed a prebuilt workspace to the user who claimed it.
+    prebuild_claim: bool = Field(default=False)
 
 
 class WorkspaceResource(SQLModel, table=True):
@@ -47,16 +75,24 @@ class WorkspaceResource(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     build_id: uuid.UUID = Field(foreign_key="workspace_builds.id", index=True, ondelete="CASCADE")
-    name: str = Field(max_length=255)
-    type: str = Field(default="", max_length=255)
+    name: str = string_column(255)
+    type: str = string_column(255, default="")
     created_at: dt.datetime = required_timestamp()
 
 
 def get_workspace_by_owner_and_name(
-    session: Session, *, owner_id: uuid.UUID, name: str
+    session: Session, *, owner_id: uuid.UUID, name: str, deleted: bool = False
 ) -> Workspace | None:
+    """The live workspace of that name (``deleted=True``: the newest deleted
+    one instead)."""
     return session.exec(
-        select(Workspace).where(Workspace.owner_id == owner_id, Workspace.name == name)
+        select(Workspace)
+        .where(
+            Workspace.owner_id == owner_id,
+            Workspace.name == name,
+            Workspace.deleted == deleted,
+        )
+        .order_by(col(Workspace.updated_at).desc())
     ).first()
 
 
@@ -65,6 +101,15 @@ def get_latest_build(session: Session, *, workspace_id: uuid.UUID) -> WorkspaceB
         select(WorkspaceBuild)
         .where(WorkspaceBuild.workspace_id == workspace_id)
         .order_by(col(WorkspaceBuild.build_number).desc())
+        .limit(1)
+    ).first()
+
+
+def get_first_build(session: Session, *, workspace_id: uuid.UUID) -> WorkspaceBuild | None:
+    return session.exec(
+        select(WorkspaceBuild)
+        .where(WorkspaceBuild.workspace_id == workspace_id)
+        .order_by(col(WorkspaceBuild.build_number))
         .limit(1)
     ).first()
 

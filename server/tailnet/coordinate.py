@@ -115,7 +115,7 @@ class CoordinateService:
         return uuid.uuid4()
 
     async def serve(self, requests: Any, context: Any) -> AsyncIterator[bytes]:
-        user, agent = self._auth.user_or_agent(context)
+        user, agent = await self._auth.user_or_agent(context)
         agent_id_text, resume_token = self._auth.tailnet_metadata(context)
         hold: Any = contextlib.nullcontext()
         if agent is not None:

@@ -192,8 +192,8 @@ class DERPMapSource:
                 and now - self._read_at < REFRESH_INTERVAL
             ):
                 return self._cached
-        with self._db.session() as session:
-            stored = derp_store.get_derp_map(session)
+        with self._db.read() as conn:
+            stored = derp_store.get_derp_map(conn)
         derp_map = stored if stored is not None else default_derp_map(self._access_url)
         if self._disable_direct:
             derp_map = without_direct_connections(derp_map)

@@ -63,7 +63,7 @@ class TailnetServicer(tailnet_pb2_grpc.TailnetServicer):
             yield derp_map
 
     async def RefreshResumeToken(self, request: Any, context: Any) -> Any:
-        user, agent = self._auth.user_or_agent(context)
+        user, agent = await self._auth.user_or_agent(context)
         if agent is not None:
             peer_id = agent.agent.id
         else:
@@ -72,7 +72,7 @@ class TailnetServicer(tailnet_pb2_grpc.TailnetServicer):
         return self._resume.issue(peer_id, owner=caller_identity(user, agent))
 
     async def PostTelemetry(self, request: Any, context: Any) -> Any:
-        user, agent = self._auth.user_or_agent(context)
+        user, agent = await self._auth.user_or_agent(context)
         if agent is not None:
             peer_id = agent.agent.id
         else:
@@ -80,11 +80,14 @@ class TailnetServicer(tailnet_pb2_grpc.TailnetServicer):
             peer_id = (
                 self._resume.verify(token, owner=caller_identity(user, None)) if token else None
             )
-        record_telemetry(self._db, self._clock, peer_id=peer_id, events=list(request.events))
+        # A write: off the event loop, as every write (it may wait on a lock).
+        await self._db.offload(
+            record_telemetry, self._db, self._clock, peer_id=peer_id, events=list(request.events)
+        )
         return tailnet_pb2.TelemetryResponse()
 
     async def WorkspaceUpdates(self, request: Any, context: Any) -> Any:
-        user, agent = self._auth.user_or_agent(context)
+        user, agent = await self._auth.user_or_agent(context)
         agent_id, _ = self._auth.tailnet_metadata(context)
         if agent is not None or agent_id is not None:
             # Coder serves them on the user-scoped /tailnet only.

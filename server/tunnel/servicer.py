@@ -58,7 +58,7 @@ class AgentTunnelServicer(tpb_grpc.AgentTunnelServiceServicer):
     async def Tunnel(
         self, request_iterator: AsyncIterator[tpb.TunnelRequest], context: Any
     ) -> AsyncIterator[tpb.TunnelResponse]:
-        caller = self._auth.agent(context)
+        caller = await self._auth.agent(context)
         frames = aiter(request_iterator)
         try:
             hello = await asyncio.wait_for(anext(frames), HELLO_TIMEOUT_SECONDS)
@@ -115,7 +115,7 @@ class AgentTunnelServicer(tpb_grpc.AgentTunnelServiceServicer):
             # restart) must not all re-check in the same instant.
             await sub.wait(RECHECK_SECONDS * (0.5 + random.random()))
             try:
-                self._auth.agent(context)
+                await self._auth.agent(context)
             except DomainError as err:
                 refused.append(err)
                 tunnel.close("the agent's build is no longer the workspace's latest")

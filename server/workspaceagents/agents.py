@@ -205,6 +205,7 @@ def build_agent_message(
     now: dt.datetime,
     inactive_timeout: dt.timedelta,
     memo: bool = True,
+    fallback_troubleshooting_url: str = "",
 ) -> pb.WorkspaceAgent:
     agent = found.agent
     conn = connection_status(agent, now=now, inactive_timeout=inactive_timeout)
@@ -218,6 +219,9 @@ def build_agent_message(
     msg.health.reason = reason
     if conn.disconnected_at is not None:
         msg.disconnected_at.CopyFrom(to_timestamp(conn.disconnected_at))
+    if not msg.troubleshooting_url:
+        # Coder's --agent-fallback-troubleshooting-url, for a template without one.
+        msg.troubleshooting_url = fallback_troubleshooting_url
     return msg
 
 
@@ -228,6 +232,7 @@ def get_workspace_agent(
     user: Any,
     agent_id_text: str,
     inactive_timeout: dt.timedelta,
+    fallback_troubleshooting_url: str = "",
 ) -> pb.WorkspaceAgent:
     agent_id = parse_agent_id(agent_id_text)
     with db.read() as conn:
@@ -250,6 +255,7 @@ def get_workspace_agent(
         now=clock.now(),
         inactive_timeout=inactive_timeout,
         memo=not db.is_postgres,
+        fallback_troubleshooting_url=fallback_troubleshooting_url,
     )
 
 

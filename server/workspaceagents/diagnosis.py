@@ -14,6 +14,7 @@ with the previous build's token".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from typing import Any
@@ -30,10 +31,9 @@ from server.workspaceagents.status import SHUTTING_DOWN, connection_status
 
 log = logging.getLogger(__name__)
 
-# A misconfigured agent retries every second or so; one write per token per
-# few seconds is enough to say when and why.
-REFUSAL_RECORD_INTERVAL = dt.timedelta(seconds=5)
-_MAX_TRACKED_TOKENS = 10_000
+# Refusals counted but not yet written, per token (bounded: a flood of
+# random tokens never reaches here, as unknown tokens are not counted).
+_MAX_PENDING_TOKENS = 10_000
 
 
 def refusal_reason(row: Any) -> str | None:
@@ -52,38 +52,41 @@ def refusal_reason(row: Any) -> str | None:
 
 
 class TokenRefusals:
-    """Records refused tokens of known agents (throttled per token)."""
+    """Records refused tokens of known agents: every refusal is counted; the
+    write never waits for a lock (``Database.try_write``), and refusals it
+    could not write are added to the next one."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
         self._lock = threading.Lock()
-        self._last: dict[str, dt.datetime] = {}
+        self._pending: dict[str, int] = {}
 
-    def record(self, token_hash: str) -> None:
+    async def record(self, token_hash: str) -> None:
         now = self._clock.now()
-        with self._lock:
-            last = self._last.get(token_hash)
-            if last is not None and now - last < REFUSAL_RECORD_INTERVAL:
-                return
-            if len(self._last) >= _MAX_TRACKED_TOKENS:
-                self._last.clear()
-            self._last[token_hash] = now
         try:
-            with self._db.engine.begin() as conn:
+            with self._db.read() as conn:
                 row = agentdiagnostics.find_agent_by_token_hash(conn, token_hash=token_hash)
-                reason = refusal_reason(row) if row is not None else None
-                if reason is None:
-                    return
-                agentdiagnostics.record_rejection(
-                    conn,
-                    agent_id=row.id,
-                    workspace_id=row.workspace_id,
-                    agent_name=row.name,
-                    build_number=row.build_number,
-                    reason=reason,
-                    now=now,
-                )
+            reason = refusal_reason(row) if row is not None else None
+            if reason is None:
+                return
+            with self._lock:
+                attempts = self._pending.pop(token_hash, 0) + 1
+            write = functools.partial(
+                agentdiagnostics.record_rejection,
+                agent_id=row.id,
+                workspace_id=row.workspace_id,
+                agent_name=row.name,
+                build_number=row.build_number,
+                reason=reason,
+                now=now,
+                attempts=attempts,
+            )
+            if not await self._db.try_write(write, key=row.id):
+                with self._lock:
+                    if len(self._pending) >= _MAX_PENDING_TOKENS:
+                        self._pending.clear()
+                    self._pending[token_hash] = self._pending.get(token_hash, 0) + attempts
         except Exception:
             # A clue, not a requirement: the caller's 401 must not turn into a 500.
             log.exception("recording a refused agent token failed")
@@ -148,7 +151,11 @@ def get_workspace_agent_diagnosis(
     )
     with db.read() as conn:
         refusal = agentdiagnostics.newest_rejection_for_agent_name(
-            conn, workspace_id=found.workspace.id, agent_name=agent.name, since=created_at
+            conn,
+            workspace_id=found.workspace.id,
+            agent_name=agent.name,
+            since=created_at,
+            max_build=found.build.build_number,
         )
         timings = (
             scripttimings.list_timings_since(

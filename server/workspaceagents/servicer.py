@@ -51,6 +51,7 @@ class WorkspaceAgentsServicer(pb_grpc.WorkspaceAgentsServiceServicer):
             user=user,
             agent_id_text=request.id,
             inactive_timeout=self._inactive,
+            fallback_troubleshooting_url=self._settings.agent_fallback_troubleshooting_url,
         )
         if self._tailnet_node is not None:
             add_latency(agent, self._tailnet_node(uuid.UUID(agent.id)), self._derp)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+
+import pytest
 
 from rest_facade.coderjson import rfc3339
 
@@ -300,3 +303,50 @@ def test_diagnosis_route(rest, clock, provision) -> None:
         headers={"Coder-Session-Token": ws.api_key},
     )
     assert missing.status_code == 404
+
+
+def test_troubleshooting_url_falls_back_to_the_deployments(rest, provision, settings) -> None:
+    """Coder's --agent-fallback-troubleshooting-url: an agent whose template
+    sets none shows the deployment's (Coder's default URL unless set)."""
+    from server.config import DEFAULT_TROUBLESHOOTING_URL
+
+    spec = {
+        "resources": [
+            {
+                "name": "r",
+                "agents": [
+                    {"name": "plain"},
+                    {"name": "own", "troubleshooting_url": "https://docs.example.com/help"},
+                ],
+            }
+        ]
+    }
+    ws = provision.workspace(spec)
+    shown = {
+        name: rest.get(
+            f"/api/v2/workspaceagents/{ws.agent(name).id}",
+            headers={"Coder-Session-Token": ws.api_key},
+        ).get_json()["troubleshooting_url"]
+        for name in ("plain", "own")
+    }
+    assert settings.agent_fallback_troubleshooting_url == DEFAULT_TROUBLESHOOTING_URL
+    assert shown == {
+        "plain": "https://coder.com/docs/v2/latest/templates/troubleshooting",
+        "own": "https://docs.example.com/help",
+    }
+
+
+class TestAConfiguredFallback:
+    @pytest.fixture
+    def settings(self, settings):
+        return dataclasses.replace(
+            settings, agent_fallback_troubleshooting_url="https://wiki.example.com/agents"
+        )
+
+    def test_it_is_shown(self, rest, provision) -> None:
+        ws = provision.workspace({"resources": [{"name": "r", "agents": [{"name": "a"}]}]})
+        body = rest.get(
+            f"/api/v2/workspaceagents/{ws.agent('a').id}",
+            headers={"Coder-Session-Token": ws.api_key},
+        ).get_json()
+        assert body["troubleshooting_url"] == "https://wiki.example.com/agents"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import websocket
@@ -148,6 +148,79 @@ def test_query_errors_in_the_envelope(rest, provision, query, field) -> None:
     )
     assert resp.status_code == 400
     assert resp.get_json()["validations"][0]["field"] == field
+
+
+# Go's strconv.ParseInt(s, 10, 64): ASCII digits with an optional sign,
+# within int64. Python's int() would take all of these.
+NOT_CURSORS = (
+    "9223372036854775808",
+    "99999999999999999999999",
+    "-9223372036854775809",
+    "\u0663",  # ARABIC-INDIC DIGIT THREE
+    "\uff13",  # FULLWIDTH DIGIT THREE
+    " 5",
+    "5 ",
+    "1_000",
+    "0x10",
+    "1e3",
+    "+",
+    "-1",
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [("after", "list"), ("before", "list"), ("after", "sse"), ("after", "websocket")],
+)
+def test_cursors_are_go_integers(facade_url, provision, name, variant) -> None:
+    """Out of int64, other scripts' digits, spaces, separators: Coder's 400
+    on the cursor, never a 500 — also on the follow variants, before any
+    stream starts."""
+    ws = provision.workspace()
+    headers = {"Coder-Session-Token": ws.api_key}
+    extra: dict[str, str] = {}
+    if variant == "sse":
+        headers["Accept"] = "text/event-stream"
+    if variant == "websocket":
+        headers.update(
+            {
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }
+        )
+    if variant != "list":
+        extra["follow"] = ""
+    detail = f'Query param "{name}" must be an integer greater than or equal to zero.'
+    parts = urlsplit(facade_url)
+    for value in NOT_CURSORS:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=15)
+        query = urlencode({name: value, **extra})
+        conn.request("GET", f"{API}/{ws.agent('main').id}/logs?{query}", headers=headers)
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        conn.close()
+        assert (resp.status, body) == (
+            400,
+            {"message": detail, "validations": [{"field": name, "detail": detail}]},
+        ), value
+
+
+def test_a_leading_plus_is_a_cursor_as_in_go(rest, provision) -> None:
+    ws = provision.workspace()
+    rest.patch(
+        f"{API}/me/logs",
+        json={"logs": [{"output": "one"}, {"output": "two"}]},
+        headers={"Coder-Session-Token": ws.agent("main").auth_token},
+    )
+    url = f"{API}/{ws.agent('main').id}/logs"
+    headers = {"Coder-Session-Token": ws.api_key}
+    first = rest.get(url, headers=headers).get_json()[0]["id"]
+    resp = rest.get(url, query_string={"after": f"+{first}"}, headers=headers)
+    assert [log["output"] for log in resp.get_json()] == ["two"]
+    resp = rest.get(url, query_string={"before": "9223372036854775807"}, headers=headers)
+    assert [log["output"] for log in resp.get_json()] == ["one", "two"]
 
 
 def test_read_needs_access(rest, provision) -> None:

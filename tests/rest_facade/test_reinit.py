@@ -86,19 +86,37 @@ def test_ping_then_reinit_event(db, settings, core, provision) -> None:
         wait_until(lambda: _row(db, main.id).disconnected_at is not None, what="disconnect")
 
 
-def test_wait_reports_an_earlier_request(settings, core, provision) -> None:
-    ws = provision.workspace()
-    provision.stub.ReinitWorkspace(
-        admin_pb2.ReinitWorkspaceRequest(owner=ws.username, name="ws"), metadata=ADMIN_METADATA
-    )
+def test_wait_reports_an_earlier_claim(settings, core, provision) -> None:
+    """A prebuild claimed while its agent was away: reconnecting with
+    wait=true, the agent hears the claim at once (Coder's durable check)."""
+    build = provision.prebuild()
+    token = next(a for a in build.agents if a.name == "main").auth_token
+    alice = provision.user()
+    provision.claim("pb", alice)
     with live_facade(settings, core.address) as base:
-        client = SSEClient(base, f"{PATH}?wait=true", ws.agent("main").auth_token)
+        client = SSEClient(base, f"{PATH}?wait=true", token)
         try:
             assert client.event() == ("ping", None)
             kind, data = client.event()
-            assert kind == "data" and data["reason"] == "prebuild_claimed"
+            assert kind == "data"
+            assert data == {
+                "workspace_id": build.workspace_id,
+                "reason": "prebuild_claimed",
+                "owner_id": alice.id,
+            }
         finally:
             client.close()
+
+
+def test_wait_on_a_workspace_that_is_no_prebuild_is_409(facade_url, provision) -> None:
+    ws = provision.workspace()
+    status, body = _get(f"{facade_url}{PATH}?wait=true", ws.agent("main").auth_token)
+    assert status == 409
+    assert body == {
+        "message": "This workspace is not a prebuilt workspace; it will never be reinitialized.",
+        "detail": "Only a workspace created as a prebuild is reinitialized, when a user claims "
+        "it. Stop waiting on me/reinit.",
+    }
 
 
 def test_errors_before_the_stream_are_json(facade_url, provision) -> None:

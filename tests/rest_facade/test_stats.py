@@ -73,6 +73,22 @@ def test_report_and_interval(db, clock, core, rest, provision) -> None:
             "of type map[string]int64",
         ),
         ("[]", "json: cannot unmarshal array into Go value of type agentsdk.Stats"),
+        # Numbers Go's int64 / float64 cannot hold: 400s, quoted as written.
+        (
+            '{"rx_bytes": 9223372036854775808}',
+            "json: cannot unmarshal number 9223372036854775808 into Go struct field "
+            "Stats.rx_bytes of type int64",
+        ),
+        (
+            '{"tx_packets": 1e20}',
+            "json: cannot unmarshal number 1e20 into Go struct field "
+            "Stats.tx_packets of type int64",
+        ),
+        (
+            '{"connection_median_latency_ms": 1e400}',
+            "json: cannot unmarshal number 1e400 into Go struct field "
+            "Stats.connection_median_latency_ms of type float64",
+        ),
     ],
 )
 def test_type_errors_are_coder_400s(db, core, rest, provision, raw, detail) -> None:

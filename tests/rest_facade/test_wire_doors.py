@@ -262,22 +262,21 @@ def test_me_rpc_session_keeps_the_agent_connected(facade_url, provision) -> None
     wait_until(lambda: _agent_status(facade_url, ws) == "disconnected", what="disconnected")
 
 
-@pytest.fixture
-def quick_keepalive(settings):
-    return dataclasses.replace(settings, sse_keepalive_seconds=1)
+class TestANewerBuild:
+    @pytest.fixture
+    def settings(self, settings):
+        # The core re-checks the session's agent token this often.
+        return dataclasses.replace(settings, sse_keepalive_seconds=1)
 
+    def test_a_newer_build_ends_the_me_rpc_session(self, facade_url, provision) -> None:
+        from agentplane.admin.v1 import admin_pb2
 
-def test_a_newer_build_ends_the_me_rpc_session(quick_keepalive, core, provision) -> None:
-    from agentplane.admin.v1 import admin_pb2
+        from tests.conftest import ADMIN_METADATA
 
-    from tests.conftest import ADMIN_METADATA
-    from tests.rest_facade._live import live_facade
-
-    ws = provision.workspace()
-    with live_facade(quick_keepalive, core.address) as url:
+        ws = provision.workspace()
 
         async def main() -> int | None:
-            sock, yamux, _drpc = await _rpc_client(url, ws.agent("main").auth_token)
+            sock, yamux, _drpc = await _rpc_client(facade_url, ws.agent("main").auth_token)
             try:
                 await asyncio.to_thread(
                     provision.stub.BuildWorkspace,

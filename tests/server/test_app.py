@@ -24,3 +24,47 @@ def test_reflection_lists_every_service(channel) -> None:
     assert set(SERVICE_NAMES) <= names
     assert "coder.agent.v2.Agent" in names and "coder.tailnet.v2.Tailnet" in names
     assert "grpc.health.v1.Health" in names
+
+
+def test_reflection_v1_answers_like_v1alpha(channel) -> None:
+    """Newer clients (grpcurl) ask grpc.reflection.v1 first: it lists the
+    same services and describes files, including its own."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    pool = descriptor_pool.Default()
+    request_cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest")
+    )
+    response_cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse")
+    )
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=request_cls.SerializeToString,
+        response_deserializer=response_cls.FromString,
+    )
+    replies = list(
+        call(
+            iter(
+                [
+                    request_cls(list_services=""),
+                    request_cls(file_containing_symbol="coder.agent.v2.Agent"),
+                    request_cls(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+                ]
+            ),
+            timeout=5,
+        )
+    )
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert set(SERVICE_NAMES) <= names
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= (
+        names
+    )
+    packages = []
+    for reply in replies[1:]:
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in reply.file_descriptor_response.file_descriptor_proto
+        ]
+        packages.append(files[0].package)
+    assert packages == ["coder.agent.v2", "grpc.reflection.v1"]

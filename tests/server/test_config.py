@@ -51,6 +51,20 @@ def test_bool_and_int_env() -> None:
         ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "-1d"}, "workspace_agent_logs_retention"),
         ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "7x"}, "workspace_agent_logs_retention"),
         ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "1d 2h"}, "workspace_agent_logs_retention"),
+        # Numbers are Go's: ASCII digits only, within range (Python's int()
+        # and float() take other scripts' digits, "_" and "inf").
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "\u0667d"}, "logs_retention"),
+        ({"AGENTPLANE_WORKSPACE_AGENT_LOGS_RETENTION": "99999999999999w"}, "logs_retention"),
+        ({"AGENTPLANE_MAX_BODY_BYTES": "\u0663"}, "max_body_bytes"),
+        ({"AGENTPLANE_MAX_BODY_BYTES": "\uff13"}, "max_body_bytes"),
+        ({"AGENTPLANE_MAX_BODY_BYTES": "1_000"}, "max_body_bytes"),
+        ({"AGENTPLANE_MAX_BODY_BYTES": "9223372036854775808"}, "max_body_bytes"),
+        ({"AGENTPLANE_LOG_FOLLOW_REPOLL_SECONDS": "inf"}, "log_follow_repoll_seconds"),
+        ({"AGENTPLANE_LOG_FOLLOW_REPOLL_SECONDS": "1e300"}, "log_follow_repoll_seconds"),
+        ({"AGENTPLANE_HTTP_ADDRESS": "127.0.0.1:\u0663\u0660\u0660\u0660"}, "http_address"),
+        ({"AGENTPLANE_AGENT_INACTIVE_TIMEOUT_SECONDS": "0"}, "agent_inactive_timeout"),
+        ({"AGENTPLANE_AGENT_INACTIVE_TIMEOUT_SECONDS": "99999999999"}, "agent_inactive_timeout"),
+        ({"AGENTPLANE_SSE_KEEPALIVE_SECONDS": "99999999999"}, "sse_keepalive_seconds"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:

@@ -110,6 +110,38 @@ def test_stop_build_has_no_agents_and_delete_marks_deleted(db, clock) -> None:
         )
 
 
+def test_a_deleted_workspace_is_named_and_its_name_can_be_used_again(db, clock) -> None:
+    """`build` and `create` agree about a deleted workspace: it is gone (and
+    not built again), and its name is free for a new one, as in Coder."""
+    users.create_user(db, clock, username="gail", email="", role="member")
+    first = workspaces.create_workspace(
+        db, clock, owner_ref="gail", name="ws", spec_json=json.dumps(DEFAULT_SPEC)
+    )
+    with pytest.raises(Conflict) as taken:
+        workspaces.create_workspace(
+            db, clock, owner_ref="gail", name="ws", spec_json=json.dumps(DEFAULT_SPEC)
+        )
+    assert taken.value.message == "Workspace 'ws' of 'gail' already exists."
+    assert "workspaces build" in taken.value.detail
+    workspaces.build_workspace(
+        db, clock, owner_ref="gail", name="ws", spec_json="", transition="delete"
+    )
+    with pytest.raises(NotFound) as gone:
+        workspaces.build_workspace(
+            db, clock, owner_ref="gail", name="ws", spec_json="", transition="start"
+        )
+    assert gone.value.message == "Workspace 'ws' of 'gail' was deleted."
+    assert "workspaces create can make a new one with this name" in gone.value.detail
+    again = workspaces.create_workspace(
+        db, clock, owner_ref="gail", name="ws", spec_json=json.dumps(DEFAULT_SPEC)
+    )
+    assert again.workspace_id != first.workspace_id and again.build_number == 1
+    rebuilt = workspaces.build_workspace(
+        db, clock, owner_ref="gail", name="ws", spec_json="", transition="start"
+    )
+    assert (rebuilt.workspace_id, rebuilt.build_number) == (again.workspace_id, 2)
+
+
 def test_bad_spec_writes_nothing(db, clock) -> None:
     users.create_user(db, clock, username="frank", email="", role="member")
     bad = {"resources": [{"name": "r", "agents": [{"name": "ok"}, {"name": "bad name"}]}]}

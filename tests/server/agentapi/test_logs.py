@@ -226,14 +226,15 @@ def _send(stub, ws, *outputs: str, timeout: float = 30) -> bool:
 
 
 def test_writer_survives_losing_its_connection(core, channel, provision, db) -> None:
-    """The log writer keeps a connection of its own; when the database drops
-    it (a restart, an administrator's kill), the next batch is still stored
-    and acknowledged, and the writer goes on with a new connection."""
+    """The log writer keeps a connection (on PostgreSQL its lane's own, on
+    SQLite the loop's kept one); when the database drops it (a restart, an
+    administrator's kill), the next batch is still stored and acknowledged,
+    and the writer goes on with a new connection."""
     ws = provision.workspace()
     stub = agent_pb2_grpc.AgentStub(channel)
     assert _send(stub, ws, "before") is False
     writer = core.core.log_writer.lane_for(uuid.UUID(ws.agent("main").id))
-    kept = writer._conn
+    kept = writer._conn if db.is_postgres else db._pinned_all[0]
     assert kept is not None
     if db.is_postgres:
         pid = kept.connection.dbapi_connection.info.backend_pid
@@ -253,7 +254,7 @@ def test_postgres_writes_do_not_stall_other_calls(core, channel, provision, db) 
     """On PostgreSQL the writer waits on its own thread: while a batch waits
     for a row lock, the core still answers other calls."""
     if not db.is_postgres:
-        pytest.skip("SQLite writes run inline on the loop (they are CPU, not waiting)")
+        pytest.skip("the lanes are PostgreSQL's (SQLite: tests/server/storage/test_db.py)")
     import concurrent.futures
 
     from agentplane.workspaceagents.v1 import workspace_agents_pb2 as wa_pb
@@ -394,3 +395,31 @@ def test_over_the_limit_with_a_recent_lookup_still_overflows(core, channel, prov
     assert _send(stub, ws, "b" * limit) is True
     assert _state(db, ws.agent("main").id).logs_overflowed
     assert [r.output for r in _rows(db, ws.agent("main").id)] == ["a"]
+
+
+def test_a_held_agent_row_is_skipped_not_waited_for(db, clock, provision) -> None:
+    """PostgreSQL: a group's claim does not wait for an agent row another
+    transaction holds: that batch is LOCKED (nothing done for it), and once
+    the row is free the same claim stores it."""
+    if not db.is_postgres:
+        pytest.skip("SQLite has one write lock, not row locks")
+    from server.agentapi.logs import LOCKED, NewBatch, write_batches
+    from server.storage import logs as log_store
+    from tests.conftest import write_locked
+
+    ws = provision.workspace()
+    agent_id = uuid.UUID(ws.agent("main").id)
+    batch = NewBatch(agent_id, log_store.EXTERNAL_SOURCE_ID, ["held"], ["info"], 4)
+
+    def claim() -> object:
+        with db.write() as conn:
+            (outcome,) = write_batches(
+                db, conn, [batch], now=clock.now(), limit_bytes=1 << 20, skip_locked=True
+            )
+        return outcome
+
+    with write_locked(db, str(agent_id)):
+        assert claim() == LOCKED
+    assert _rows(db, str(agent_id)) == []
+    assert claim() is False
+    assert [r.output for r in _rows(db, str(agent_id))] == ["held"]

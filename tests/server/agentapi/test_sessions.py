@@ -5,6 +5,7 @@ timestamps at every boundary, with the injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -176,7 +177,7 @@ def test_a_disconnect_that_cannot_be_written_is_retried(db, clock, provision) ->
     sessions = AgentSessions(db, clock, inactive_timeout=dt.timedelta(seconds=30))
     with db.read() as conn:
         caller = agent_store.get_agent_in_workspace(conn, agent_id=uuid.UUID(main.id))
-    sessions.touch(caller)
+    asyncio.run(sessions.touch(caller))
     with write_locked(db, main.id), sessions.hold(caller):
         pass
     assert _row(db, main.id).disconnected_at is None

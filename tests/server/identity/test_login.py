@@ -172,11 +172,15 @@ def core_with(
     """A second core (like another replica: its own ``Database`` on the same
     engine) with other identity settings."""
     changed = dataclasses.replace(settings, **changes)
-    with (
-        EmbeddedCore(changed, Database(db.engine), clock, admin_token=ADMIN_TOKEN) as running,
-        grpc.insecure_channel(running.address) as ch,
-    ):
-        yield pb_grpc.InstanceIdentityServiceStub(ch)
+    replica = Database(db.engine)
+    try:
+        with (
+            EmbeddedCore(changed, replica, clock, admin_token=ADMIN_TOKEN) as running,
+            grpc.insecure_channel(running.address) as ch,
+        ):
+            yield pb_grpc.InstanceIdentityServiceStub(ch)
+    finally:
+        replica.close()
 
 
 def manifest_agent_name(channel: grpc.Channel, token: str) -> str:

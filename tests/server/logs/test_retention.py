@@ -124,14 +124,13 @@ def test_on_sqlite_the_purge_takes_turns_with_the_loop(
 
     _keeps, purged = _expired_setup(channel, provision, db, core, clock)
     events: list[str] = []
-    steps = retention_module.purge_steps
+    delete = retention_module.log_store.delete_oldest_workspace_agent_logs
 
     def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
-        for count in steps(*args, **kwargs):
-            events.append("chunk")
-            yield count
+        events.append("chunk")
+        return delete(*args, **kwargs)
 
-    monkeypatch.setattr(retention_module, "purge_steps", recorded)
+    monkeypatch.setattr(retention_module.log_store, "delete_oldest_workspace_agent_logs", recorded)
     monkeypatch.setattr(retention_module, "SQLITE_ROWS_PER_STEP", 5)
 
     async def run() -> None:

@@ -20,6 +20,7 @@ from coder.tailnet.v2 import tailnet_pb2 as tpb
 from server.embedded import EmbeddedCore
 from server.tailnet.coordinator import encode_peer_update, encode_response
 from tests.conftest import ADMIN_TOKEN, Provisioner
+from tests.rest_facade._live import wait_until
 from tests.server.tailnet._coordinate import (
     DISCONNECTED,
     LOST,
@@ -357,4 +358,5 @@ def test_an_agents_coordinate_stream_is_its_live_connection(streams, ws, channel
     assert status() == "connected"
     agent.send(disconnect())
     assert agent.end() is None
-    assert status() == "disconnected"
+    # The disconnection is written as its own task, right after the stream.
+    wait_until(lambda: status() == "disconnected", what="the agent disconnected")

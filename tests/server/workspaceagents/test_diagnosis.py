@@ -76,14 +76,31 @@ def test_an_old_builds_token_is_named(clock, channel, provision) -> None:
     )
     assert r.rejected_at.ToDatetime(tzinfo=dt.UTC) == clock.now()
     assert "was refused because the token belongs to build 1" in d.summary
-    # Retries are recorded at most once per few seconds.
-    with pytest.raises(grpc.RpcError):
-        _stats(channel, old.auth_token)
-    assert diagnose(channel, ws.api_key, new.id).token_rejection.attempts == 1
+    # Every refused call counts, however quickly the agent retries.
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError):
+            _stats(channel, old.auth_token)
+    assert diagnose(channel, ws.api_key, new.id).token_rejection.attempts == 3
     clock.advance(seconds=5)
     with pytest.raises(grpc.RpcError):
         _stats(channel, old.auth_token)
-    assert diagnose(channel, ws.api_key, new.id).token_rejection.attempts == 2
+    r = diagnose(channel, ws.api_key, new.id).token_rejection
+    assert r.attempts == 4 and r.rejected_at.ToDatetime(tzinfo=dt.UTC) == clock.now()
+
+
+def test_a_newer_builds_refused_token_is_not_an_older_agents(clock, channel, provision) -> None:
+    """The diagnosis of build 2's agent shows build 1's refused token (it is
+    why the agent is stuck), never build 3's: that one is no clue to it."""
+    ws = provision.workspace()
+    second = next(a for a in provision.rebuild(ws).agents if a.name == "main")
+    third = next(a for a in provision.rebuild(ws).agents if a.name == "main")
+    provision.rebuild(ws)
+    clock.advance(seconds=1)
+    with pytest.raises(grpc.RpcError):
+        _stats(channel, third.auth_token)
+    assert not diagnose(channel, ws.api_key, second.id).HasField("token_rejection")
+    third_view = diagnose(channel, ws.api_key, third.id).token_rejection
+    assert (third_view.build_number, third_view.attempts) == (3, 1)
 
 
 def test_a_deleted_workspace_is_named(channel, provision) -> None:

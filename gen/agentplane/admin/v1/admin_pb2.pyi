@@ -176,3 +176,35 @@ class RotateResumeTokenKeyResponse(_message.Message):
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class CreatePrebuildRequest(_message.Message):
+    __slots__ = ("name", "spec_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec_json: str
+    def __init__(self, name: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class CreatePrebuildResponse(_message.Message):
+    __slots__ = ("build",)
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    build: Build
+    def __init__(self, build: _Optional[_Union[Build, _Mapping]] = ...) -> None: ...
+
+class ClaimPrebuildRequest(_message.Message):
+    __slots__ = ("name", "owner", "new_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    owner: str
+    new_name: str
+    def __init__(self, name: _Optional[str] = ..., owner: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class ClaimPrebuildResponse(_message.Message):
+    __slots__ = ("build", "owner_id")
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    build: Build
+    owner_id: str
+    def __init__(self, build: _Optional[_Union[Build, _Mapping]] = ..., owner_id: _Optional[str] = ...) -> None: ...

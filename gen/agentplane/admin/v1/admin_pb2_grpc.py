@@ -74,6 +74,16 @@ class AdminServiceStub:
                 request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.SerializeToString,
                 response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.FromString,
                 _registered_method=True)
+        self.CreatePrebuild = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/CreatePrebuild',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildResponse.FromString,
+                _registered_method=True)
+        self.ClaimPrebuild = channel.unary_unary(
+                '/agentplane.admin.v1.AdminService/ClaimPrebuild',
+                request_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildRequest.SerializeToString,
+                response_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -140,6 +150,24 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePrebuild(self, request, context):
+        """Creates a prebuilt workspace: owned by the prebuilds system user, its
+        first build started by that user, its agents running before anyone
+        claims it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimPrebuild(self, request, context):
+        """Hands a prebuilt workspace to a user: a new build (the claim build)
+        owned by the user, whose agents keep the running agents' tokens, and a
+        `prebuild_claimed` event on the agents' `me/reinit` streams.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +210,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RotateResumeTokenKey,
                     request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.FromString,
                     response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.SerializeToString,
+            ),
+            'CreatePrebuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePrebuild,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildResponse.SerializeToString,
+            ),
+            'ClaimPrebuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimPrebuild,
+                    request_deserializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildRequest.FromString,
+                    response_serializer=agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +438,60 @@ class AdminService:
             '/agentplane.admin.v1.AdminService/RotateResumeTokenKey',
             agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyRequest.SerializeToString,
             agentplane_dot_admin_dot_v1_dot_admin__pb2.RotateResumeTokenKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePrebuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/CreatePrebuild',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.CreatePrebuildResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimPrebuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentplane.admin.v1.AdminService/ClaimPrebuild',
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildRequest.SerializeToString,
+            agentplane_dot_admin_dot_v1_dot_admin__pb2.ClaimPrebuildResponse.FromString,
             options,
             channel_credentials,
             insecure,
