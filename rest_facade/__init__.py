@@ -72,9 +72,11 @@ def create_app(settings: Settings, client: CoreClient | None = None) -> Flask:
             request.environ[ROUTE_KEY] = request.url_rule.rule
 
     # Through the agent's tunnel (issue 13): ports, containers, terminals.
-    from rest_facade.routes import agentconn
+    from rest_facade.routes import agentconn, tailnet
 
     app.register_blueprint(agentconn.bp, url_prefix="/api/v2")
+    # Tailnet coordination's doors (issue 12): derp-map, coordinate, tailnet.
+    app.register_blueprint(tailnet.bp, url_prefix="/api/v2")
 
     @app.before_request
     def _limit_body() -> Response | None:

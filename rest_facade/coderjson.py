@@ -175,3 +175,73 @@ def derp_map(msg: Any) -> dict[str, Any]:
         regions[str(region_id)] = item
     out["regions"] = regions
     return out
+
+
+# tailnet.Node keys: the protobuf carries Tailscale's binary form ("np" and
+# the 32 raw bytes), the JSON its text form ("nodekey:" and hex).
+_NODE_KEY_BINARY = b"np"
+_NODE_KEY_TEXT = "nodekey:"
+
+
+def node_json(node: Any) -> dict[str, Any]:
+    """coder.tailnet.v2.Node -> Coder's tailnet.Node JSON (the v1 protocol
+    of ``me/coordinate`` and ``{id}/coordinate``)."""
+    key = bytes(node.key)
+    if key.startswith(_NODE_KEY_BINARY) and len(key) == 34:
+        key_text = _NODE_KEY_TEXT + key[2:].hex()
+    else:
+        key_text = _NODE_KEY_TEXT + key.hex()
+    return {
+        "id": node.id,
+        "as_of": timestamp(node, "as_of") or "0001-01-01T00:00:00Z",
+        "key": key_text,
+        "disco": node.disco,
+        "preferred_derp": node.preferred_derp,
+        "derp_latency": {k: go_float(v) for k, v in sorted(node.derp_latency.items())},
+        "derp_forced_websockets": {
+            str(k): v
+            for k, v in sorted(node.derp_forced_websocket.items(), key=lambda i: str(i[0]))
+        },
+        "addresses": list(node.addresses),
+        "allowed_ips": list(node.allowed_ips),
+        "endpoints": list(node.endpoints),
+    }
+
+
+def node_from_json(value: Any) -> Any:
+    """Coder's tailnet.Node JSON -> coder.tailnet.v2.Node; ValueError names
+    what is wrong (the node's limits are the core's to check)."""
+    from coder.tailnet.v2 import tailnet_pb2
+
+    if not isinstance(value, dict):
+        raise ValueError("a node must be a JSON object")
+    node = tailnet_pb2.Node()
+    try:
+        node.id = int(value.get("id") or 0)
+        key = value.get("key") or ""
+        if key:
+            if not isinstance(key, str) or not key.startswith(_NODE_KEY_TEXT):
+                raise ValueError('key must be "nodekey:<64 hex digits>"')
+            raw = bytes.fromhex(key[len(_NODE_KEY_TEXT) :])
+            if len(raw) != 32:
+                raise ValueError("key must be 32 bytes")
+            node.key = _NODE_KEY_BINARY + raw
+        node.disco = str(value.get("disco") or "")
+        node.preferred_derp = int(value.get("preferred_derp") or 0)
+        for region, seconds in (value.get("derp_latency") or {}).items():
+            node.derp_latency[str(region)] = float(seconds)
+        for region, how in (value.get("derp_forced_websockets") or {}).items():
+            node.derp_forced_websocket[int(region)] = str(how)
+        for field in ("addresses", "allowed_ips", "endpoints"):
+            items = value.get(field) or []
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError(f"{field} must be a list of strings")
+            getattr(node, field).extend(items)
+        as_of = value.get("as_of")
+        if as_of:
+            node.as_of.FromDatetime(
+                dt.datetime.fromisoformat(str(as_of).replace("Z", "+00:00")).astimezone(dt.UTC)
+            )
+    except (TypeError, OverflowError, AttributeError) as err:
+        raise ValueError(f"invalid node: {err}") from None
+    return node
