@@ -1,12 +1,16 @@
-"""UpdateStats on Coder's wire (dRPC over yamux, loopback TCP for now: the
-WebSocket door comes with the HTTP front) against the same call over gRPC,
-on one real `agentplane server` (SQLite), in one run (target: the dRPC
-path >= 50% of the gRPC calls/s).
+"""UpdateStats on Coder's wire against the same call over gRPC, on one real
+`agentplane server` (SQLite), in one run (target: dRPC >= 50% of the gRPC
+calls/s):
 
-The door runs in a process of its own, as the facade does: it accepts
-yamux sessions and bridges each call to the core's gRPC port. Both clients
-are asyncio clients in this process, keeping ``concurrency`` calls in
-flight on one connection (a grpc.aio channel; a yamux session).
+* gRPC straight to the core (the baseline);
+* dRPC over yamux over the real door, ``GET /api/v2/workspaceagents/me/rpc``
+  (a binary WebSocket on the facade's front, bridged to the core) — what a
+  Coder agent does;
+* dRPC over yamux on loopback TCP to a bare door process that only bridges
+  (no HTTP front, no WebSocket framing): what the bridge itself costs.
+
+Every client is an asyncio client in this process, keeping ``concurrency``
+calls in flight on one connection (a grpc.aio channel; a yamux session).
 
 ``python -m bench.wire_rpcs`` runs the comparison; ``--door PORT CORE TOKEN``
 is the door process it starts.
@@ -94,7 +98,12 @@ async def drive(call: Callable[[], Awaitable[object]], concurrency: int) -> dict
     }
 
 
-async def measure(core: str, door_port: int, token: str, concurrency: int) -> dict[str, dict]:
+DOOR_ROW = "dRPC/yamux, me/rpc WebSocket -> core"
+
+
+async def measure(
+    core: str, http: str, door_port: int, token: str, concurrency: int
+) -> dict[str, dict]:
     from rest_facade.wire.drpc import DRPCClient
     from rest_facade.wire.transport import StreamTransport
     from rest_facade.wire.yamux import YamuxSession
@@ -115,9 +124,71 @@ async def measure(core: str, door_port: int, token: str, concurrency: int) -> di
     async def drpc_call() -> object:
         return await client.unary(RPC, REQUEST)
 
-    rows["dRPC/yamux (door -> core)"] = await drive(drpc_call, concurrency)
+    rows["dRPC/yamux, bare TCP door -> core"] = await drive(drpc_call, concurrency)
+    await session.close()
+    ws = await websocket_transport(http, "/api/v2/workspaceagents/me/rpc?version=2.13", token)
+    session = YamuxSession(ws, client=True).start()
+    client = DRPCClient(session)
+    rows[DOOR_ROW] = await drive(drpc_call, concurrency)
     await session.close()
     return rows
+
+
+class _ClientWebSocket:
+    """A client's binary WebSocket as a ByteTransport (wsproto framing)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from wsproto import ConnectionType
+        from wsproto.connection import Connection
+
+        self._reader, self._writer = reader, writer
+        self._ws = Connection(ConnectionType.CLIENT)
+        self._pending: list[bytes] = []
+
+    async def read(self) -> bytes:
+        from wsproto.events import BytesMessage, CloseConnection, Ping
+
+        while not self._pending:
+            data = await self._reader.read(256 << 10)
+            if not data:
+                return b""
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, BytesMessage):
+                    self._pending.append(bytes(event.data))
+                elif isinstance(event, Ping):
+                    self._writer.write(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    return b""
+        return b"".join(self._pending.pop(0) for _ in range(len(self._pending)))
+
+    async def write(self, data: bytes) -> None:
+        from wsproto.events import BytesMessage
+
+        self._writer.write(self._ws.send(BytesMessage(data=bytes(data))))
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        self._writer.close()
+
+
+async def websocket_transport(http: str, path: str, token: str) -> _ClientWebSocket:
+    import base64
+
+    host, port = http.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nCoder-Session-Token: {token}\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"me/rpc refused: {head[:200]!r}")
+    return _ClientWebSocket(reader, writer)
 
 
 def main() -> dict[str, float]:
@@ -128,7 +199,7 @@ def main() -> dict[str, float]:
         door, port = start_door(server.grpc, token)
         results: dict[str, float] = {}
         for concurrency in (1, 8):
-            rows = asyncio.run(measure(server.grpc, port, token, concurrency))
+            rows = asyncio.run(measure(server.grpc, server.http, port, token, concurrency))
             base = rows["gRPC (grpc.aio -> core)"]["rps"]
             print(f"\nUpdateStats, {concurrency} call(s) in flight, same core")
             for name, r in rows.items():
@@ -136,8 +207,11 @@ def main() -> dict[str, float]:
                     f"  {name:<30} {r['rps']:>8.0f} calls/s  p50 {r['p50_ms']:6.2f} ms  "
                     f"p99 {r['p99_ms']:6.2f} ms  ratio {r['rps'] / base:6.1%}"
                 )
-            results[f"c{concurrency}"] = rows["dRPC/yamux (door -> core)"]["rps"] / base
-        print(f"\ntarget: dRPC/yamux >= {TARGET:.0%} of gRPC")
+            results[f"c{concurrency}"] = rows[DOOR_ROW]["rps"] / base
+            results[f"bare_door_c{concurrency}"] = (
+                rows["dRPC/yamux, bare TCP door -> core"]["rps"] / base
+            )
+        print(f"\ntarget: dRPC/yamux over me/rpc >= {TARGET:.0%} of gRPC")
         for name, ratio in results.items():
             print(f"  UpdateStats_{name:<20} {ratio:6.1%}  {'ok' if ratio >= TARGET else 'BELOW'}")
         return results
