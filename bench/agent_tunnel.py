@@ -307,7 +307,47 @@ def _local_pty() -> tuple[list[float], float]:
     return latencies, elapsed
 
 
-def _rpc_pty(server: AgentplaneProcess) -> tuple[list[float], float]:
+def _facade_pty(server: AgentplaneProcess, info: dict) -> tuple[list[float], float]:
+    """The same through the facade: GET {id}/pty (WebSocket, JSON keystrokes
+    in, binary output out), as a browser's terminal does."""
+    import json
+    import urllib.parse
+    import uuid
+
+    import websocket
+
+    def open_terminal(command: str) -> websocket.WebSocket:
+        query = urllib.parse.urlencode({"reconnect": str(uuid.uuid4()), "command": command})
+        return websocket.create_connection(
+            f"ws://{server.http}/api/v2/workspaceagents/{info['agent_id']}/pty?{query}",
+            header=[f"Coder-Session-Token: {info['api_key']}"],
+            timeout=60,
+        )
+
+    term = open_terminal("cat")
+    latencies = []
+    for i in range(KEYSTROKES):
+        ch = bytes([97 + i % 26])
+        t0 = time.perf_counter()
+        term.send(json.dumps({"data": ch.decode()}))
+        got = b""
+        while ch not in got:
+            got += term.recv_data()[1]
+        latencies.append(time.perf_counter() - t0)
+    term.close()
+    term = open_terminal(BULK_COMMAND)
+    got = 0
+    t0 = time.perf_counter()
+    while got < BULK_BYTES:
+        got += term.recv_data()[1].count(b"x")
+    elapsed = time.perf_counter() - t0
+    term.close()
+    return latencies, elapsed
+
+
+def _rpc_pty(
+    server: AgentplaneProcess,
+) -> tuple[tuple[list[float], float], tuple[list[float], float]]:
     import queue
 
     from agentplane.agenttunnel.v1 import agent_conn_pb2 as cpb
@@ -373,7 +413,8 @@ def _rpc_pty(server: AgentplaneProcess) -> tuple[list[float], float]:
         elapsed = time.perf_counter() - t0
         requests.put(None)
         call.cancel()
-        return latencies, elapsed
+        facade = _facade_pty(server, info)
+        return (latencies, elapsed), facade
     finally:
         channel.close()
         agent.terminate()
@@ -388,7 +429,7 @@ def terminal() -> None:
     local, local_bulk = _local_pty()
     server = AgentplaneProcess()
     try:
-        remote, remote_bulk = _rpc_pty(server)
+        (remote, remote_bulk), (facade, facade_bulk) = _rpc_pty(server)
     finally:
         server.close()
     print(
@@ -399,10 +440,17 @@ def terminal() -> None:
         f"  keystroke -> echo, Pty RPC + tunnel: p50 {_ms(remote, 50):6.2f} ms  "
         f"p99 {_ms(remote, 99):6.2f} ms"
     )
+    print(
+        f"  keystroke -> echo, facade WebSocket: p50 {_ms(facade, 50):6.2f} ms  "
+        f"p99 {_ms(facade, 99):6.2f} ms"
+    )
     mib = BULK_BYTES / (1 << 20)
     print(
         f"  10 MiB of output: local {mib / local_bulk:6.1f} MiB/s, through the tunnel "
-        f"{mib / remote_bulk:6.1f} MiB/s ({remote_bulk and local_bulk / remote_bulk:.0%} of local)"
+        f"{mib / remote_bulk:6.1f} MiB/s "
+        f"({remote_bulk and local_bulk / remote_bulk:.0%} of local), "
+        f"through the facade {mib / facade_bulk:6.1f} MiB/s "
+        f"({facade_bulk and local_bulk / facade_bulk:.0%} of local)"
     )
 
 
